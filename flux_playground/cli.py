@@ -1,0 +1,190 @@
+"""Command line: `python -m flux_playground generate|prices|providers`.
+
+Every command goes through the same backend as the page. Success prints JSON (or a table) on stdout;
+a failure prints one line on stderr and exits non-zero, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from collections.abc import Sequence
+from contextlib import ExitStack
+from pathlib import Path
+
+from .errors import ConfigurationError, InvalidRequest, PlaygroundError
+from .models import GenerationRequest, parse_request
+from .pricing import estimate, format_usd, price_rules
+from .providers import PROVIDERS
+from .service import Playground
+from .settings import Settings
+
+__all__ = ["main"]
+
+EXIT_INVALID = 2
+EXIT_FAILED = 1
+_FIELDS = GenerationRequest.model_fields
+
+
+def _help(name: str) -> str:
+    """Help text from the model's own field description and limits, so they never drift apart."""
+    field = _FIELDS[name]
+    low = next((m.ge for m in field.metadata if hasattr(m, "ge")), None)
+    high = next((m.le for m in field.metadata if hasattr(m, "le")), None)
+    limits = f" ({low}–{high})" if low is not None and high is not None else ""
+    default = "" if field.default is None else f" Default: {field.default}."
+    return f"{field.description}{limits}{default}"
+
+
+def _add_request_options(parser: argparse.ArgumentParser, *, full: bool) -> None:
+    # No argparse defaults: an option not given is left out, so the model's own default applies.
+    parser.add_argument("--width", type=int, help=_help("width"))
+    parser.add_argument("--height", type=int, help=_help("height"))
+    parser.add_argument("--steps", type=int, help=_help("steps"))
+    parser.add_argument("--num-images", type=int, dest="num_images", help=_help("num_images"))
+    if full:
+        parser.add_argument("--seed", type=int, help=_help("seed"))
+        parser.add_argument("--sampler", help=_help("sampler"))
+        parser.add_argument("--scheduler", help=_help("scheduler"))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m flux_playground",
+        description="FLUX.1 [schnell] through Atlas Cloud, Segmind or DeepInfra, with prices up front.",
+    )
+    parser.add_argument(
+        "--demo", action="store_true", help="Use the built-in emulator (placeholder images, no key, no cost)."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    generate = commands.add_parser("generate", help="Generate images and save them as PNGs.")
+    generate.add_argument("prompt", help=_help("prompt"))
+    generate.add_argument("--provider", required=True, choices=list(PROVIDERS))
+    _add_request_options(generate, full=True)
+    generate.add_argument("--out", type=Path, default=Path("."), help="Folder for the PNGs. Default: .")
+
+    prices = commands.add_parser("prices", help="What one run costs at every provider.")
+    _add_request_options(prices, full=False)
+    prices.add_argument("--json", action="store_true", help="Print JSON instead of a table.")
+
+    commands.add_parser("providers", help="What each provider supports.")
+    return parser
+
+
+def _request_fields(args: argparse.Namespace, prompt: str) -> dict[str, object]:
+    names = ("width", "height", "steps", "num_images", "seed", "sampler", "scheduler")
+    fields = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
+    return {"prompt": prompt, **fields}
+
+
+async def _generate(args: argparse.Namespace, settings: Settings) -> dict[str, object]:
+    request = parse_request(_request_fields(args, args.prompt))
+    async with Playground(settings) as playground:
+        result = await playground.generate(request, args.provider)
+    args.out.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    files = []
+    for index, image in enumerate(result.images):
+        path = args.out / f"flux-{result.provider}-{result.request.seed}-{stamp}-{index}.png"
+        path.write_bytes(image.png)
+        files.append(str(path))
+    return {
+        "provider": result.provider,
+        "files": files,
+        "seed": result.images[0].seed if result.images else result.request.seed,
+        "width": result.request.width,
+        "height": result.request.height,
+        "steps": result.request.steps,
+        "estimated_cost_usd": _number(result.estimated_cost_usd),
+        "reported_cost_usd": _number(result.reported_cost_usd),
+        "latency_s": round(result.latency_s, 3),
+    }
+
+
+def _prices(args: argparse.Namespace, settings: Settings) -> str:
+    request = parse_request(_request_fields(args, "price check"))
+    costs = estimate(request, settings)
+    rules = price_rules(settings)
+    rows = []
+    for name, provider in PROVIDERS.items():
+        problems = provider.get_capabilities(settings).problems(request)
+        rows.append(
+            {
+                "provider": name,
+                "label": provider.label,
+                "estimated_cost_usd": _number(costs[name]),
+                "basis": rules[name].describe() if name in rules else "unknown",
+                "approximate": rules[name].approximate if name in rules else None,
+                "source": rules[name].source if name in rules else None,
+                "supports_request": not problems,
+                "problems": [p.message for p in problems],
+            }
+        )
+    if args.json:
+        return json.dumps(
+            {
+                "request": request.model_dump(exclude={"prompt", "seed", "sampler", "scheduler"}),
+                "prices": rows,
+            },
+            indent=2,
+        )
+    size = f"{request.width}×{request.height}, {request.steps} steps, {request.num_images} image(s)"
+    lines = [f"One run at {size}:", ""]
+    for name, provider in PROVIDERS.items():
+        problems = provider.get_capabilities(settings).problems(request)
+        note = "   (cannot take this: " + "; ".join(p.message for p in problems) + ")" if problems else ""
+        basis = rules[name].describe() if name in rules else "unknown"
+        lines.append(f"  {provider.label:<12} {format_usd(costs[name]):>10}   {basis}{note}")
+    return "\n".join(lines)
+
+
+def _providers(settings: Settings) -> str:
+    table = {}
+    for name, provider in PROVIDERS.items():
+        caps = provider.get_capabilities(settings)
+        table[name] = {
+            "label": provider.label,
+            "key_env": list(provider.key_env),
+            "configured": provider.server_key(settings) is not None,
+            "docs": provider.docs_url,
+            **caps.model_dump(),
+        }
+    return json.dumps(table, indent=2)
+
+
+def _number(value: object) -> float | None:
+    return None if value is None else float(str(value))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    with ExitStack() as stack:
+        try:
+            settings = Settings()
+            if args.demo:
+                from .demo import start_demo
+
+                settings = stack.enter_context(start_demo(settings))
+            if args.command == "generate":
+                print(json.dumps(asyncio.run(_generate(args, settings))))
+            elif args.command == "prices":
+                print(_prices(args, settings))
+            else:
+                print(_providers(settings))
+        except (InvalidRequest, ConfigurationError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_INVALID
+        except PlaygroundError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_FAILED
+        except KeyboardInterrupt:
+            print("error: interrupted", file=sys.stderr)
+            return 130
+        except OSError as exc:
+            print(f"error: {exc.strerror or exc} ({getattr(exc, 'filename', '') or 'file'})", file=sys.stderr)
+            return EXIT_FAILED
+    return 0

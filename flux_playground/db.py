@@ -1,0 +1,80 @@
+"""One SQLite file for everything the app keeps (history now, a spend ledger later), opened one way.
+
+WAL lets readers run while one writer commits, and the busy timeout makes a second writer (another
+thread's connection, another worker process) wait instead of failing with "database is locked".
+`synchronous=NORMAL` in WAL mode can lose the last commits on power loss but never corrupts the
+file; callers that also write files make that safe by writing files first and rows last.
+
+Schema versions are kept per component in a small table rather than in `PRAGMA user_version`:
+that pragma is one integer per file, and history and the ledger must migrate independently.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+__all__ = ["BUSY_TIMEOUT_MS", "migrate", "open_db", "transaction"]
+
+BUSY_TIMEOUT_MS = 5000
+
+
+def open_db(path: Path) -> sqlite3.Connection:
+    """A connection in autocommit mode; group writes with `transaction()`.
+
+    `check_same_thread=False` because callers hand the connection to worker threads; they must
+    still serialise its use themselves (one connection is not safe for simultaneous use).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute("PRAGMA foreign_keys = ON")
+    return conn
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """BEGIN IMMEDIATE … COMMIT, or ROLLBACK on any error.
+
+    IMMEDIATE takes the write lock up front, so a busy database is waited for (busy timeout) at
+    BEGIN instead of failing halfway through with a lock upgrade that cannot be retried.
+    """
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def migrate(conn: sqlite3.Connection, component: str, steps: Sequence[Sequence[str]]) -> None:
+    """Run the steps of `component` not yet applied, each a list of SQL statements, atomically.
+
+    Steps are append-only: never edit a released step, add a new one. A database written by a newer
+    version (more steps than we know) is refused rather than silently misread.
+    """
+    with transaction(conn):
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_versions"
+            " (component TEXT PRIMARY KEY, version INTEGER NOT NULL)"
+        )
+        row = conn.execute("SELECT version FROM schema_versions WHERE component = ?", (component,)).fetchone()
+        current = row[0] if row else 0
+        if current > len(steps):
+            raise RuntimeError(
+                f"the {component} tables are at version {current}, newer than this app knows"
+                f" ({len(steps)}); upgrade flux-playground"
+            )
+        for step in steps[current:]:
+            for statement in step:
+                conn.execute(statement)
+        conn.execute(
+            "INSERT INTO schema_versions (component, version) VALUES (?, ?)"
+            " ON CONFLICT (component) DO UPDATE SET version = excluded.version",
+            (component, len(steps)),
+        )

@@ -1,0 +1,196 @@
+"""One shared httpx.AsyncClient, retries for idempotent requests only, and safe downloads.
+
+Billable POSTs are sent exactly once (Atlas: "Never retry POST generate", PROVIDERS.md 1.4). Polls and
+downloads are GETs: retried on network errors, 429 and 5xx with exponential backoff, honouring
+`Retry-After`. Output URLs are untrusted (USERS.md 4.4): https only, public addresses only unless the
+URL is on the provider's own configured origin, redirects re-checked hop by hop, size and time capped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import ipaddress
+import socket
+import time
+from collections.abc import Mapping
+from urllib.parse import urljoin, urlsplit
+
+import httpx
+
+from .settings import Settings
+
+__all__ = [
+    "RETRYABLE_STATUS",
+    "UnsafeURL",
+    "check_output_url",
+    "download",
+    "get_with_retries",
+    "make_client",
+    "parse_retry_after",
+]
+
+RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+_MAX_REDIRECTS = 3
+_MAX_RETRY_AFTER = 10.0
+
+
+class UnsafeURL(ValueError):
+    """An output URL we refuse to fetch. The message names the reason, never a key."""
+
+
+def make_client(settings: Settings) -> httpx.AsyncClient:
+    """The one client every provider call goes through (connection reuse, explicit limits)."""
+    timeout = httpx.Timeout(
+        connect=settings.connect_timeout,
+        read=settings.request_timeout,
+        write=settings.connect_timeout,
+        pool=settings.request_timeout,
+    )
+    # Atlas's own starter app sets a UA because Cloudflare rejects some default ones (PROVIDERS.md 1.1).
+    return httpx.AsyncClient(
+        timeout=timeout,
+        headers={"User-Agent": settings.user_agent},
+        follow_redirects=False,
+        limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200, keepalive_expiry=30),
+    )
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+async def get_with_retries(
+    client: httpx.AsyncClient,
+    url: str,
+    *,
+    headers: Mapping[str, str] | None = None,
+    attempts: int = 4,
+    base_delay: float = 0.25,
+    timeout: float | None = None,
+) -> httpx.Response:
+    """GET with backoff for transient failures. Returns the last response; raises the last network error."""
+    delay = base_delay
+    for attempt in range(attempts):
+        last = attempt == attempts - 1
+        try:
+            response = await client.get(url, headers=headers, timeout=timeout)
+        except (httpx.TransportError, httpx.TimeoutException):
+            if last:
+                raise
+        else:
+            if response.status_code not in RETRYABLE_STATUS or last:
+                return response
+            wait = parse_retry_after(response.headers.get("retry-after"))
+            if wait is not None:
+                delay = min(wait, _MAX_RETRY_AFTER)
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, _MAX_RETRY_AFTER)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _origin(url: str) -> tuple[str, str, int]:
+    parts = urlsplit(url)
+    default = 443 if parts.scheme == "https" else 80
+    return parts.scheme, (parts.hostname or "").lower(), parts.port or default
+
+
+async def check_output_url(url: str, trusted_origin: str) -> None:
+    """Raise UnsafeURL unless `url` is safe to fetch on the server.
+
+    Allowed: the provider's own configured origin (so the emulator on loopback works), or https to a
+    host whose every address is public.
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        raise UnsafeURL(f"refused an output URL with scheme {parts.scheme or 'none'!r}")
+    if parts.username or parts.password:
+        raise UnsafeURL("refused an output URL with credentials in it")
+    if not parts.hostname:
+        raise UnsafeURL("refused an output URL without a host")
+    if _origin(url) == _origin(trusted_origin):
+        return
+    if parts.scheme != "https":
+        raise UnsafeURL("refused a plain-http output URL (only https is fetched)")
+    host = parts.hostname
+    try:
+        addresses = [ipaddress.ip_address(host)]
+    except ValueError:
+        loop = asyncio.get_running_loop()
+        try:
+            infos = await loop.getaddrinfo(host, parts.port or 443, type=socket.SOCK_STREAM)
+        except socket.gaierror as exc:
+            raise UnsafeURL(f"could not resolve the output host {host!r}") from exc
+        addresses = [ipaddress.ip_address(info[4][0]) for info in infos]
+    for address in addresses:
+        mapped = getattr(address, "ipv4_mapped", None)
+        if not (mapped or address).is_global:
+            raise UnsafeURL(f"refused an output URL on a private or local address ({host})")
+
+
+async def download(
+    client: httpx.AsyncClient,
+    url: str,
+    *,
+    trusted_origin: str,
+    max_bytes: int,
+    timeout: float,
+) -> bytes:
+    """Fetch an output file: checked URL, manual re-checked redirects, byte cap, overall deadline.
+
+    Raises UnsafeURL, httpx errors, TimeoutError, or ValueError for an oversized or failed download.
+    """
+    async with asyncio.timeout(timeout):
+        for _ in range(_MAX_REDIRECTS + 1):
+            await check_output_url(url, trusted_origin)
+            response, body = await _get_capped(client, url, max_bytes)
+            if response.is_redirect:
+                url = urljoin(url, response.headers.get("location", ""))
+                continue
+            if response.status_code != 200:
+                raise ValueError(f"the output file answered HTTP {response.status_code}")
+            return body
+    raise UnsafeURL("too many redirects for an output file")
+
+
+async def _get_capped(client: httpx.AsyncClient, url: str, max_bytes: int) -> tuple[httpx.Response, bytes]:
+    """One GET (retried when transient) whose body is read only if it is a 200, and only up to the cap."""
+    delay = 0.25
+    for attempt in range(3):
+        try:
+            async with client.stream("GET", url) as response:
+                if response.status_code in RETRYABLE_STATUS and attempt < 2:
+                    retry = parse_retry_after(response.headers.get("retry-after"))
+                    delay = min(retry if retry is not None else delay, _MAX_RETRY_AFTER)
+                    await asyncio.sleep(delay)
+                    delay *= 2
+                    continue
+                if response.status_code != 200:
+                    return response, b""
+                declared = response.headers.get("content-length")
+                if declared and declared.isdigit() and int(declared) > max_bytes:
+                    raise ValueError(f"the output file is larger than {max_bytes // 1_048_576} MB")
+                body = bytearray()
+                async for chunk in response.aiter_bytes():
+                    body += chunk
+                    if len(body) > max_bytes:
+                        raise ValueError(f"the output file is larger than {max_bytes // 1_048_576} MB")
+                return response, bytes(body)
+        except (httpx.TransportError, httpx.TimeoutException):
+            if attempt == 2:
+                raise
+            await asyncio.sleep(delay)
+            delay *= 2
+    raise AssertionError("unreachable")  # pragma: no cover

@@ -1,0 +1,162 @@
+"""Where provider output becomes a trusted, self-describing PNG (the one seam all providers share).
+
+Provider bytes are untrusted: they are decoded fully under a pixel cap (no decompression bombs, no
+truncated files), and whatever the provider sent becomes a PNG carrying an A1111-style `parameters`
+text chunk (readable by every SD tool) and a `flux_playground` JSON chunk with the exact request.
+A PNG from the provider keeps its pixel data as is: the chunks are spliced in, not re-encoded.
+These functions are CPU-bound; the service runs them in a worker thread, off the event loop.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import json
+import struct
+import warnings
+import zlib
+from collections.abc import Mapping
+
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+__all__ = [
+    "BadImage",
+    "CheckedImage",
+    "a1111_parameters",
+    "decode_output_string",
+    "make_thumbnail",
+    "read_png_text",
+    "to_png_with_metadata",
+    "verify_image",
+]
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+THUMBNAIL_SIZE = 320
+
+
+class BadImage(ValueError):
+    """The bytes are not a usable image (not an image, truncated, too large)."""
+
+
+class CheckedImage:
+    """Bytes that decoded fully as an image within the pixel cap."""
+
+    __slots__ = ("data", "format", "height", "width")
+
+    def __init__(self, data: bytes, format: str, width: int, height: int) -> None:
+        self.data, self.format, self.width, self.height = data, format, width, height
+
+
+def decode_output_string(item: str) -> bytes:
+    """A data URI or bare base64 string to bytes (URLs are downloaded elsewhere)."""
+    if item.startswith("data:"):
+        header, _, item = item.partition(",")
+        if ";base64" not in header:
+            raise BadImage("a data URI that is not base64")
+    try:
+        return base64.b64decode(item + "=" * (-len(item) % 4), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise BadImage("the image data is not valid base64") from exc
+
+
+def verify_image(data: bytes, *, max_pixels: int) -> CheckedImage:
+    """Decode completely, refusing non-images, truncated files and anything above `max_pixels`."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as image:
+                width, height = image.size
+                if width * height > max_pixels:
+                    raise BadImage(f"the image is {width}×{height}, above the limit of {max_pixels} pixels")
+                image.load()
+                return CheckedImage(data, image.format or "", width, height)
+    except BadImage:
+        raise
+    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise BadImage("the provider sent something that is not an image") from exc
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise BadImage("the image is damaged or truncated") from exc
+
+
+def a1111_parameters(prompt: str, fields: Mapping[str, object]) -> str:
+    """The `parameters` text A1111 writes: the prompt, then one "Key: value, ..." line.
+
+    Values with a comma, colon or newline are JSON-quoted, and None values are left out, as A1111 does.
+    """
+    parts = []
+    for key, value in fields.items():
+        if value is None:
+            continue
+        text = str(value)
+        if any(c in text for c in ",:\n"):
+            text = json.dumps(text)
+        parts.append(f"{key}: {text}")
+    return f"{prompt}\n{', '.join(parts)}"
+
+
+def to_png_with_metadata(image: CheckedImage, text: Mapping[str, str]) -> bytes:
+    """A PNG of `image` carrying `text` as iTXt chunks (UTF-8, so any prompt survives)."""
+    if image.format == "PNG" and image.data.startswith(_PNG_SIGNATURE):
+        return _splice_text_chunks(_strip_text_chunks(image.data), text)
+    with Image.open(io.BytesIO(image.data)) as source:
+        converted = ImageOps.exif_transpose(source)
+        if converted.mode not in ("RGB", "RGBA", "L", "LA"):
+            converted = converted.convert("RGBA" if "A" in converted.getbands() else "RGB")
+        out = io.BytesIO()
+        # Level 1: about 4× faster than the default for photos, at a few percent more bytes.
+        converted.save(out, format="PNG", compress_level=1)
+    return _splice_text_chunks(out.getvalue(), text)
+
+
+def read_png_text(png: bytes) -> dict[str, str]:
+    with Image.open(io.BytesIO(png)) as image:
+        return {k: str(v) for k, v in getattr(image, "text", {}).items()}
+
+
+def make_thumbnail(data: bytes, *, size: int = THUMBNAIL_SIZE, quality: int = 72) -> bytes:
+    """A small WebP preview for the history grid (a few tens of KB instead of megabytes)."""
+    with Image.open(io.BytesIO(data)) as image:
+        image.draft("RGB", (size * 2, size * 2))  # JPEG decodes at a reduced scale: much faster
+        thumb = ImageOps.exif_transpose(image).convert("RGB")
+        thumb.thumbnail((size, size), Image.Resampling.LANCZOS)
+        out = io.BytesIO()
+        thumb.save(out, format="WEBP", quality=quality, method=4)
+    return out.getvalue()
+
+
+def _chunk(kind: bytes, payload: bytes) -> bytes:
+    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+
+def _itxt(key: str, value: str) -> bytes:
+    # keyword, NUL, compression flag 0, method 0, empty language tag, NUL, empty translated keyword, NUL.
+    payload = key.encode("latin-1") + b"\x00\x00\x00\x00\x00" + value.encode("utf-8")
+    return _chunk(b"iTXt", payload)
+
+
+def _iter_chunks(png: bytes) -> list[tuple[bytes, bytes]]:
+    chunks, pos = [], len(_PNG_SIGNATURE)
+    while pos + 8 <= len(png):
+        (length,) = struct.unpack(">I", png[pos : pos + 4])
+        kind = png[pos + 4 : pos + 8]
+        end = pos + 12 + length
+        chunks.append((kind, png[pos:end]))
+        pos = end
+        if kind == b"IEND":
+            break
+    return chunks
+
+
+def _strip_text_chunks(png: bytes) -> bytes:
+    """Drop any text the provider wrote, so only our own, reviewed metadata is in the file."""
+    kept = [raw for kind, raw in _iter_chunks(png) if kind not in (b"tEXt", b"zTXt", b"iTXt")]
+    return _PNG_SIGNATURE + b"".join(kept)
+
+
+def _splice_text_chunks(png: bytes, text: Mapping[str, str]) -> bytes:
+    extra = b"".join(_itxt(key, value) for key, value in text.items())
+    iend = png.rfind(b"IEND") - 4
+    if iend < len(_PNG_SIGNATURE):
+        raise BadImage("the PNG has no end chunk")
+    return png[:iend] + extra + png[iend:]

@@ -1,0 +1,263 @@
+"""The template every provider follows. The flow lives here; each provider overrides a few hooks.
+
+    build_call(request, key, settings)   pure: URL + headers + JSON body      (usually not overridden)
+      route(settings)                    path appended to the base URL        (override)
+      auth_headers(key)                  how the key is sent                  (override if not Bearer)
+      payload(request, settings)         the provider's own JSON body         (override)
+    run(ctx, call)                       send once, then `parse`              (override for async jobs)
+      parse(response)                    body -> ProviderOutput               (override)
+    error_for(response)                  HTTP error -> our exception tree     (usually not overridden;
+                                                                              set `credit_statuses`)
+Provider modules hold every quirk of their API, each with a comment citing the doc it comes from.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import ClassVar
+
+import httpx
+from pydantic import SecretStr
+
+from ..errors import (
+    AuthenticationFailed,
+    InputRejected,
+    InsufficientCredits,
+    InvalidRequest,
+    MalformedResponse,
+    MissingKey,
+    ProviderError,
+    ProviderFailed,
+    ProviderTimeout,
+    RateLimited,
+)
+from ..http import parse_retry_after
+from ..models import Capabilities, GenerationRequest, Stage
+from ..settings import Settings
+
+__all__ = ["CallContext", "OutputItem", "Provider", "ProviderCall", "ProviderOutput", "error_text"]
+
+#: An image as a provider hands it over: raw bytes, or a string that is a URL, a data URI or base64.
+OutputItem = bytes | str
+
+
+@dataclass(frozen=True)
+class ProviderCall:
+    """A request ready to send. Pure data, so payload tests need no network. `headers` hold the key:
+    never log this object."""
+
+    method: str
+    url: str
+    headers: dict[str, str]
+    json: dict[str, object]
+
+    def __repr__(self) -> str:
+        return f"ProviderCall({self.method} {self.url}, headers=[redacted], json={self.json!r})"
+
+
+@dataclass
+class ProviderOutput:
+    """What a provider answered, before the shared code turns items into checked PNGs."""
+
+    items: list[OutputItem]
+    seed: int | None = None
+    reported_cost_usd: Decimal | None = None
+    request_id: str | None = None
+    remaining_credits: str | None = None
+    #: For asynchronous jobs: about how long the job took at the provider (feeds the poll schedule).
+    job_s: float | None = None
+
+
+@dataclass
+class CallContext:
+    """Everything `run` needs besides the call itself."""
+
+    client: httpx.AsyncClient
+    settings: Settings
+    key: str
+    progress: Callable[[Stage, str | None], None] = field(default=lambda stage, detail: None)
+    #: How long this provider's jobs took lately, so polling can be dense right when one should finish.
+    expected_job_s: float | None = None
+    #: Injected so tests of polling loops do not sleep for real.
+    sleep: Callable[[float], Awaitable[object]] = asyncio.sleep
+    clock: Callable[[], float] = time.monotonic
+
+
+class Provider(ABC):
+    #: Registry key, e.g. "segmind".
+    name: ClassVar[str]
+    #: Shown to people, e.g. "Segmind".
+    label: ClassVar[str]
+    #: Environment variables that may hold the server key, first one preferred.
+    key_env: ClassVar[tuple[str, ...]]
+    #: The model as the provider names it.
+    model_id: ClassVar[str]
+    docs_url: ClassVar[str]
+    capabilities: ClassVar[Capabilities]
+    #: HTTP statuses that mean "out of credits" at this provider (Atlas 402, Segmind 406).
+    credit_statuses: ClassVar[frozenset[int]] = frozenset({402})
+
+    # --- configuration -------------------------------------------------------------------------
+
+    def get_capabilities(self, settings: Settings) -> Capabilities:
+        """What this provider accepts under these settings. Override when a setting changes it."""
+        return self.capabilities
+
+    def base_url(self, settings: Settings) -> str:
+        return str(getattr(settings, f"{self.name}_base_url")).rstrip("/")
+
+    def server_key(self, settings: Settings) -> SecretStr | None:
+        key: SecretStr | None = getattr(settings, f"{self.name}_api_key")
+        return key if key is not None and key.get_secret_value().strip() else None
+
+    def resolve_key(self, settings: Settings, user_key: SecretStr | None = None) -> str:
+        """The person's own key if they gave one, else the server's; MissingKey names the variable."""
+        for key in (user_key, self.server_key(settings)):
+            if key is not None and key.get_secret_value().strip():
+                return key.get_secret_value().strip()
+        raise MissingKey(self.label, self.key_env)
+
+    def validate(self, request: GenerationRequest, settings: Settings) -> None:
+        """Raise InvalidRequest naming this provider, the field and the allowed values."""
+        problems = self.get_capabilities(settings).problems(request)
+        if problems:
+            detail = "; ".join(p.message for p in problems)
+            raise InvalidRequest(
+                f"{self.label} cannot take these settings: {detail}.",
+                field=problems[0].field,
+                provider=self.name,
+            )
+
+    # --- building the request ------------------------------------------------------------------
+
+    @abstractmethod
+    def route(self, settings: Settings) -> str:
+        """The documented path appended to the base URL."""
+
+    def auth_headers(self, key: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {key}"}
+
+    @abstractmethod
+    def payload(self, request: GenerationRequest, settings: Settings) -> dict[str, object]:
+        """The provider's JSON body. The request's seed is already resolved."""
+
+    def build_call(self, request: GenerationRequest, key: str, settings: Settings) -> ProviderCall:
+        headers = {"Content-Type": "application/json", **self.auth_headers(key)}
+        return ProviderCall(
+            "POST", self.base_url(settings) + self.route(settings), headers, self.payload(request, settings)
+        )
+
+    # --- sending and reading -------------------------------------------------------------------
+
+    async def run(self, ctx: CallContext, call: ProviderCall) -> ProviderOutput:
+        """Send the billable call once (never retried) and parse the answer."""
+        ctx.progress("generating", None)
+        response = await self.send_once(ctx, call, timeout=ctx.settings.request_timeout)
+        return self.parse(response)
+
+    async def send_once(self, ctx: CallContext, call: ProviderCall, *, timeout: float) -> httpx.Response:
+        """POST exactly once; turn every transport failure and HTTP error into our exceptions."""
+        try:
+            async with asyncio.timeout(timeout):
+                response = await ctx.client.request(
+                    call.method, call.url, headers=call.headers, json=call.json
+                )
+        except (TimeoutError, httpx.TimeoutException) as exc:
+            raise ProviderTimeout(
+                self.label, f"no answer within {timeout:g} s. Try again later or pick another provider."
+            ) from exc
+        except httpx.TransportError as exc:
+            raise ProviderFailed(
+                self.label,
+                f"the connection failed ({type(exc).__name__}). The provider may be down; "
+                "try again in a minute or pick another provider.",
+            ) from exc
+        if response.is_error:
+            raise self.error_for(response, key=ctx.key)
+        return response
+
+    @abstractmethod
+    def parse(self, response: httpx.Response) -> ProviderOutput:
+        """Read a successful answer. Raise MalformedResponse when it is not what the docs promise."""
+
+    def error_for(self, response: httpx.Response, *, key: str = "") -> ProviderError:
+        status = response.status_code
+        said = error_text(response, key=key)
+        detail = f" ({said})" if said else ""
+        if status in (401, 403):
+            return AuthenticationFailed(
+                self.label,
+                f"the API key was refused{detail}. Check {self.key_env[0]} or the key you pasted.",
+            )
+        if status in self.credit_statuses:
+            return InsufficientCredits(
+                self.label, f"the account is out of credits{detail}. Top up at the provider, then retry."
+            )
+        if status == 429:
+            retry = self.retry_after(response)
+            when = f"in {retry:g} s" if retry is not None else "in a little while"
+            return RateLimited(self.label, f"rate limited{detail}. Try again {when}.", retry_after=retry)
+        if status in (400, 422):
+            return InputRejected(self.label, f"the provider rejected these settings{detail}.")
+        if status == 404:
+            return ProviderFailed(
+                self.label, f"endpoint not found (HTTP 404){detail}. Check {self.name.upper()}_BASE_URL."
+            )
+        return ProviderFailed(
+            self.label,
+            f"the provider failed (HTTP {status}){detail}. Try again in a minute or pick another provider.",
+        )
+
+    def retry_after(self, response: httpx.Response) -> float | None:
+        """Seconds until a rate limit lifts. Override for providers with their own header."""
+        return parse_retry_after(response.headers.get("retry-after"))
+
+    def malformed(self, what: str) -> MalformedResponse:
+        return MalformedResponse(
+            self.label, f"unexpected answer: {what}. Try again or pick another provider."
+        )
+
+    def read_json(self, response: httpx.Response) -> dict[str, object]:
+        try:
+            body = response.json()
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise self.malformed("the body is not valid JSON") from exc
+        if not isinstance(body, dict):
+            raise self.malformed("the body is not a JSON object")
+        return body
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+
+
+def error_text(response: httpx.Response, *, key: str = "", limit: int = 200) -> str:
+    """The provider's own error message, from msg/message/error/detail.error/error.message.
+
+    Short, single-line, and with the key blanked out in case a provider echoes it.
+    """
+    text = ""
+    try:
+        body = response.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        body = None
+    if isinstance(body, dict):
+        for name in ("msg", "message", "error", "detail"):
+            value = body.get(name)
+            if isinstance(value, dict):
+                value = value.get("error") or value.get("message")
+            if isinstance(value, str) and value.strip():
+                text = value
+                break
+    elif "html" not in response.headers.get("content-type", ""):
+        text = response.text
+    text = _CONTROL.sub(" ", text).strip()
+    if key:
+        text = text.replace(key, "[redacted]")
+    return text[:limit] + ("…" if len(text) > limit else "")

@@ -1,0 +1,169 @@
+"""Atlas Cloud: submit a job, then poll the prediction until it is done (PROVIDERS.md section 1).
+
+API reference: https://www.atlascloud.ai/docs/more-models/black-forest-labs/flux-schnell/generateImage
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import httpx
+
+from ..errors import ProviderFailed, ProviderTimeout
+from ..http import get_with_retries
+from ..models import Capabilities, GenerationRequest
+from ..settings import Settings
+from ._base import CallContext, OutputItem, Provider, ProviderCall, ProviderOutput
+from ._polling import PollSchedule
+
+__all__ = ["AtlasCloud"]
+
+# Docs list "completed"; the skills and MCP server also use "succeeded" (PROVIDERS.md 1.3).
+_DONE = frozenset({"completed", "succeeded"})
+_FAILED = frozenset({"failed", "canceled", "cancelled", "error"})
+# Atlas's ComfyUI client treats 400/404 on a fresh prediction as "not created yet" for 30 s
+# (PROVIDERS.md 1.3).
+_NOT_YET_STATUSES = frozenset({400, 404})
+_NOT_YET_GRACE_S = 30.0
+
+
+class AtlasCloud(Provider):
+    name = "atlascloud"
+    label = "Atlas Cloud"
+    key_env = ("ATLASCLOUD_API_KEY",)
+    model_id = "black-forest-labs/flux-schnell"
+    docs_url = "https://www.atlascloud.ai/models/black-forest-labs/flux-schnell"
+    # The API reference has no steps, sampler or scheduler, and "if a parameter isn't in the schema, it
+    # doesn't exist on that model" (PROVIDERS.md 1.2). The size range is not documented: 256–1536 in
+    # multiples of 16 is our assumption from WaveSpeed, which serves the same model.
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        min_size=256,
+        max_size=1536,
+        size_multiple=16,
+        min_steps=1,
+        max_steps=50,
+        steps=False,
+        max_images=4,
+    )
+    credit_statuses = frozenset({402})  # "402 = insufficient balance" (PROVIDERS.md 1.4)
+
+    def route(self, settings: Settings) -> str:
+        return "/api/v1/model/generateImage"
+
+    def build_call(self, request: GenerationRequest, key: str, settings: Settings) -> ProviderCall:
+        call = super().build_call(request, key, settings)
+        # We copy outputs at once, so ask Atlas to keep them only 1 hour instead of 14 days
+        # (X-AtlasCloud-Object-Expiration-Hours, 1–336; PROVIDERS.md 1.6).
+        call.headers["X-AtlasCloud-Object-Expiration-Hours"] = "1"
+        return call
+
+    def payload(self, request: GenerationRequest, settings: Settings) -> dict[str, object]:
+        # A flat body with `size` as "W*H" (note the asterisk); the seed page's width/height/steps
+        # example contradicts the API reference, which is canonical (PROVIDERS.md 1.2). Model id last.
+        return {
+            "prompt": request.prompt,
+            "size": f"{request.width}*{request.height}",
+            "seed": request.seed if request.seed is not None else -1,
+            "num_images": request.num_images,
+            "model": self.model_id,
+        }
+
+    async def run(self, ctx: CallContext, call: ProviderCall) -> ProviderOutput:
+        ctx.progress("submitting", None)
+        response = await self.send_once(ctx, call, timeout=ctx.settings.request_timeout)
+        submitted = self.read_json(response)
+        self._check_code(submitted)
+        data = _envelope(submitted)
+        # Finished inline (enable_sync_mode, or a fast job): no polling needed.
+        if str(data.get("status", "")).lower() in _DONE and _outputs(data):
+            return self._finished(data, None)
+        prediction_id = data.get("id") or submitted.get("predictionId") or data.get("predictionId")
+        if not isinstance(prediction_id, str) or not prediction_id:
+            raise self.malformed("the submit answer has no prediction id")
+        return await self._poll(ctx, prediction_id)
+
+    async def _poll(self, ctx: CallContext, prediction_id: str) -> ProviderOutput:
+        url = f"{self.base_url(ctx.settings)}/api/v1/model/prediction/{prediction_id}"
+        headers = self.auth_headers(ctx.key)
+        schedule = PollSchedule(expected_s=ctx.expected_job_s)
+        started = ctx.clock()
+        deadline = started + ctx.settings.job_timeout
+        ctx.progress("generating", prediction_id)
+        last_pending = 0.0
+        while True:
+            elapsed = ctx.clock() - started
+            if ctx.clock() >= deadline:
+                raise ProviderTimeout(
+                    self.label,
+                    f"the job {prediction_id} did not finish within {ctx.settings.job_timeout:g} s",
+                )
+            await ctx.sleep(min(schedule.next_delay(elapsed), max(0.0, deadline - ctx.clock())))
+            response = await self._get(ctx, url, headers)
+            elapsed = ctx.clock() - started
+            if response.status_code in _NOT_YET_STATUSES and elapsed < _NOT_YET_GRACE_S:
+                continue
+            if response.is_error:
+                raise self.error_for(response, key=ctx.key)
+            body = self.read_json(response)
+            self._check_code(body)
+            data = _envelope(body)
+            status = str(data.get("status", "")).lower()
+            if status in _DONE:
+                # The job finished somewhere between the last "pending" answer and this one.
+                return self._finished(data, prediction_id, job_s=(last_pending + elapsed) / 2)
+            if status in _FAILED:
+                reason = data.get("error") or "no reason given"
+                raise ProviderFailed(self.label, f"the job failed ({str(reason)[:200]}). Try again.")
+            last_pending = elapsed
+
+    async def _get(self, ctx: CallContext, url: str, headers: dict[str, str]) -> httpx.Response:
+        try:
+            return await get_with_retries(ctx.client, url, headers=headers)
+        except (httpx.TransportError, httpx.TimeoutException) as exc:
+            raise ProviderFailed(self.label, f"polling failed ({type(exc).__name__}). Try again.") from exc
+
+    def _check_code(self, body: dict[str, object]) -> None:
+        # saas-starter treats a `code` other than 200 as an error even on HTTP 200 (PROVIDERS.md 1.3).
+        code = body.get("code")
+        if code is not None and str(code) != "200":
+            fake = httpx.Response(int(str(code)) if str(code).isdigit() else 500, json=body)
+            raise self.error_for(fake)
+
+    def _finished(
+        self, data: dict[str, object], prediction_id: str | None, *, job_s: float | None = None
+    ) -> ProviderOutput:
+        items = _outputs(data)
+        if not items:
+            raise self.malformed("the finished job has no outputs")
+        return ProviderOutput(
+            items=items, request_id=prediction_id or _str_or_none(data.get("id")), job_s=job_s
+        )
+
+    def parse(self, response: httpx.Response) -> ProviderOutput:
+        data = _envelope(self.read_json(response))
+        return self._finished(data, None)
+
+
+def _envelope(body: dict[str, object]) -> dict[str, object]:
+    """Newer docs and every official client wrap the prediction in `data`; the per-model reference
+    shows it flat (PROVIDERS.md 1.3). Accept both."""
+    data = body.get("data")
+    return data if isinstance(data, dict) else body
+
+
+def _outputs(data: dict[str, object]) -> list[OutputItem]:
+    # Clients read `outputs || output`; items are strings, or {url|image|output} objects (ComfyUI node).
+    raw = data.get("outputs") or data.get("output") or []
+    if isinstance(raw, str):
+        raw = [raw]
+    items: list[OutputItem] = []
+    for item in raw if isinstance(raw, list) else []:
+        if isinstance(item, dict):
+            item = item.get("url") or item.get("image") or item.get("output")
+        if isinstance(item, str) and item:
+            items.append(item)
+    return items
+
+
+def _str_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) else None

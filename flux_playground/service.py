@@ -1,0 +1,290 @@
+"""The one path from a request to finished images. The page, the CLI and the API all call this.
+
+    playground = Playground(settings)            # owns the shared httpx.AsyncClient
+    result = await playground.generate(request, "segmind")
+    async for outcome in playground.generate_many(request, ["atlascloud", "segmind"]): ...
+
+Validation and the seed happen before any money is spent; provider output is turned into checked
+PNGs with metadata in a worker thread, so the event loop never stalls on image work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from types import TracebackType
+from typing import Self
+
+import httpx
+from pydantic import SecretStr
+
+from . import __version__
+from .errors import MalformedResponse, PlaygroundError, ProviderFailed, ProviderTimeout
+from .http import UnsafeURL, download, make_client
+from .images import BadImage, a1111_parameters, decode_output_string, to_png_with_metadata, verify_image
+from .models import MAX_SEED, GeneratedImage, GenerationRequest, GenerationResult, Stage
+from .pricing import estimate_one, price_rules
+from .providers import CallContext, OutputItem, Provider, ProviderOutput, get_provider
+from .settings import Settings
+
+__all__ = ["Outcome", "Playground", "ProgressEvent", "resolve_seed"]
+
+MODEL_NAME = "FLUX.1-schnell"
+
+
+@dataclass(frozen=True)
+class ProgressEvent:
+    provider: str
+    stage: Stage
+    detail: str | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One provider's answer in a multi-provider run: a result or a person-readable error."""
+
+    provider: str
+    result: GenerationResult | None = None
+    error: PlaygroundError | None = None
+
+
+ProgressCallback = Callable[[ProgressEvent], None]
+
+
+def resolve_seed(request: GenerationRequest) -> GenerationRequest:
+    """Fill in a random seed now, so the seed used is always known and every provider gets the same."""
+    if request.seed is not None:
+        return request
+    return request.model_copy(update={"seed": secrets.randbelow(MAX_SEED + 1)})
+
+
+class Playground:
+    def __init__(self, settings: Settings, client: httpx.AsyncClient | None = None) -> None:
+        self.settings = settings
+        self._client = client
+        self._owns_client = client is None
+        # Per provider: how long recent asynchronous jobs took (a smoothed average), for polling.
+        self._job_seconds: dict[str, float] = {}
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = make_client(self.settings)
+        return self._client
+
+    async def aclose(self) -> None:
+        if self._client is not None and self._owns_client:
+            await self._client.aclose()
+            self._client = None
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    # --- one provider ---------------------------------------------------------------------------
+
+    async def generate(
+        self,
+        request: GenerationRequest,
+        provider: str,
+        *,
+        api_key: SecretStr | None = None,
+        on_progress: ProgressCallback | None = None,
+    ) -> GenerationResult:
+        """Run `request` at one provider. Raises a PlaygroundError subclass with a readable message."""
+        chosen = get_provider(provider)
+        request = resolve_seed(request)
+        chosen.validate(request, self.settings)
+        key = chosen.resolve_key(self.settings, api_key)
+        call = chosen.build_call(request, key, self.settings)
+
+        def progress(stage: Stage, detail: str | None) -> None:
+            if on_progress is not None:
+                on_progress(ProgressEvent(chosen.name, stage, detail))
+
+        ctx = CallContext(
+            client=self.client,
+            settings=self.settings,
+            key=key,
+            progress=progress,
+            expected_job_s=self._job_seconds.get(chosen.name),
+        )
+        started = time.perf_counter()
+        progress("submitting", None)
+        output = await chosen.run(ctx, call)
+        answered = time.perf_counter()
+        if output.job_s is not None:
+            self._remember_job_time(chosen.name, output.job_s)
+        progress("downloading", None)
+        raw = await asyncio.gather(*(self._fetch(chosen, item, key) for item in output.items))
+        downloaded = time.perf_counter()
+        estimated = estimate_one(price_rules(self.settings).get(chosen.name), request)
+        progress("saving", None)
+        result = await asyncio.to_thread(
+            self._finish,
+            chosen,
+            request,
+            call.json,
+            output,
+            raw,
+            estimated,
+            {"provider_s": answered - started, "download_s": downloaded - answered},
+            started,
+        )
+        progress("done", None)
+        return result
+
+    async def _fetch(self, provider: Provider, item: OutputItem, key: str) -> bytes:
+        """Any output form (bytes, URL, data URI, base64) to bytes; URLs are fetched safely."""
+        if isinstance(item, bytes):
+            return item
+        if not item.startswith(("http://", "https://")):
+            try:
+                return decode_output_string(item)
+            except BadImage as exc:
+                raise MalformedResponse(provider.label, f"{exc}. Try again.") from exc
+        try:
+            return await download(
+                self.client,
+                item,
+                trusted_origin=provider.base_url(self.settings),
+                max_bytes=self.settings.max_download_bytes,
+                timeout=self.settings.download_timeout,
+            )
+        except UnsafeURL as exc:
+            raise MalformedResponse(provider.label, f"{exc}; the image was not downloaded.") from exc
+        except TimeoutError as exc:
+            raise ProviderTimeout(
+                provider.label,
+                f"the image download took longer than {self.settings.download_timeout:g} s. Try again.",
+            ) from exc
+        except (httpx.HTTPError, ValueError) as exc:
+            reason = str(exc) if isinstance(exc, ValueError) else type(exc).__name__
+            raise ProviderFailed(provider.label, f"the image could not be downloaded ({reason}).") from exc
+
+    def _finish(
+        self,
+        provider: Provider,
+        request: GenerationRequest,
+        payload: dict[str, object],
+        output: ProviderOutput,
+        raw: list[bytes],
+        estimated: Decimal | None,
+        timings: dict[str, float],
+        started: float,
+    ) -> GenerationResult:
+        """Runs in a worker thread: verify every image, then write PNGs that describe themselves."""
+        checked = []
+        for data in raw:
+            try:
+                checked.append(verify_image(data, max_pixels=self.settings.max_image_pixels))
+            except BadImage as exc:
+                raise MalformedResponse(provider.label, f"{exc}. Try again.") from exc
+        latency = time.perf_counter() - started
+        cost = output.reported_cost_usd
+        cost_text = (
+            f"${cost} (reported)"
+            if cost is not None
+            else (f"${estimated} (estimated)" if estimated is not None else "unknown")
+        )
+        seed = output.seed if output.seed is not None else request.seed
+        images = []
+        for image in checked:
+            parameters = a1111_parameters(
+                request.prompt,
+                {
+                    "Steps": request.steps if provider.get_capabilities(self.settings).steps else None,
+                    "Sampler": request.sampler,
+                    "Schedule type": request.scheduler,
+                    "Seed": seed,
+                    "Size": f"{image.width}x{image.height}",
+                    "Model": MODEL_NAME,
+                    "Provider": provider.label,
+                    "Provider model": provider.model_id,
+                    "Cost": cost_text,
+                    "Latency": f"{latency:.2f}s",
+                    "Version": f"flux-playground {__version__}",
+                },
+            )
+            provenance = json.dumps(
+                {
+                    "app": f"flux-playground {__version__}",
+                    "provider": provider.name,
+                    "model": provider.model_id,
+                    "request": request.model_dump(mode="json"),
+                    "payload": payload,
+                    "estimated_cost_usd": _decimal_text(estimated),
+                    "reported_cost_usd": _decimal_text(cost),
+                    "provider_request_id": output.request_id,
+                    "timings": {k: round(v, 4) for k, v in timings.items()},
+                },
+                ensure_ascii=False,
+            )
+            png = to_png_with_metadata(image, {"parameters": parameters, "flux_playground": provenance})
+            images.append(GeneratedImage(png=png, width=image.width, height=image.height, seed=seed))
+        return GenerationResult(
+            provider=provider.name,
+            provider_label=provider.label,
+            request=request,
+            images=images,
+            payload=payload,
+            estimated_cost_usd=estimated,
+            reported_cost_usd=cost,
+            latency_s=time.perf_counter() - started,
+            timings={**timings, "save_s": time.perf_counter() - started - sum(timings.values())},
+            provider_request_id=output.request_id,
+            remaining_credits=output.remaining_credits,
+        )
+
+    def _remember_job_time(self, provider: str, seconds: float) -> None:
+        previous = self._job_seconds.get(provider)
+        self._job_seconds[provider] = seconds if previous is None else 0.7 * previous + 0.3 * seconds
+
+    # --- several providers at once ---------------------------------------------------------------
+
+    async def generate_many(
+        self,
+        request: GenerationRequest,
+        providers: Iterable[str],
+        *,
+        api_keys: Mapping[str, SecretStr | None] | None = None,
+        on_progress: ProgressCallback | None = None,
+    ) -> AsyncIterator[Outcome]:
+        """The same request (same seed) to every provider at once; outcomes arrive as they finish.
+
+        One provider failing never hides the others. Cancelling the iteration cancels every call.
+        """
+        request = resolve_seed(request)
+        names = list(dict.fromkeys(providers))
+        keys = api_keys or {}
+
+        async def one(name: str) -> Outcome:
+            try:
+                result = await self.generate(request, name, api_key=keys.get(name), on_progress=on_progress)
+            except PlaygroundError as exc:
+                if on_progress is not None:
+                    on_progress(ProgressEvent(name, "failed", exc.message))
+                return Outcome(name, error=exc)
+            return Outcome(name, result=result)
+
+        tasks = [asyncio.create_task(one(name)) for name in names]
+        try:
+            for finished in asyncio.as_completed(tasks):
+                yield await finished
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _decimal_text(value: Decimal | None) -> str | None:
+    return None if value is None else format(value.normalize(), "f")

@@ -1,0 +1,55 @@
+"""Shared fixtures. No test reaches the internet: providers are the loopback emulator or MockTransport."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+
+import pytest
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+_PROVIDER_ENV = (
+    "ATLASCLOUD_API_KEY",
+    "SEGMIND_API_KEY",
+    "DEEPINFRA_API_KEY",
+    "DEEPINFRA_TOKEN",
+    "ATLASCLOUD_BASE_URL",
+    "SEGMIND_BASE_URL",
+    "DEEPINFRA_BASE_URL",
+    "OAUTH_CLIENT_ID",
+)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """A developer's real keys, .env or settings must never leak into a test (or be billed by one)."""
+    for name in list(os.environ):
+        if name in _PROVIDER_ENV or name.startswith("FLUX_PLAYGROUND_"):
+            monkeypatch.delenv(name, raising=False)
+    # pydantic-settings reads .env from the working directory: run from an empty one.
+    monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
+
+
+@pytest.fixture(scope="session")
+def emulator() -> Iterator[object]:
+    """One loopback emulator for the session (fast: 50 ms provider latency). Reset per use if needed."""
+    from flux_playground.emulator.server import EmulatorServer
+
+    with EmulatorServer(latency=0.05) as server:
+        yield server
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Browser tests skip without Chromium on a laptop, but CI sets REQUIRE_BROWSER=1 so they must run."""
+    chromium = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+    if shutil.which(chromium) or os.path.exists(chromium):
+        return
+    if os.environ.get("REQUIRE_BROWSER"):
+        raise pytest.UsageError(f"REQUIRE_BROWSER is set but Chromium was not found at {chromium}")
+    skip = pytest.mark.skip(reason=f"Chromium not found at {chromium} (apt-get install -y chromium)")
+    for item in items:
+        if "browser" in item.keywords:
+            item.add_marker(skip)
