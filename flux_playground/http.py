@@ -11,9 +11,10 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import ipaddress
+import math
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from urllib.parse import urljoin, urlsplit
 
 import httpx
@@ -62,9 +63,11 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
         return None
     value = value.strip()
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
         pass
+    else:
+        return max(0.0, seconds) if math.isfinite(seconds) else None
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
@@ -80,10 +83,15 @@ async def get_with_retries(
     attempts: int = 4,
     base_delay: float = 0.25,
     timeout: float | None = None,
+    sleep: Callable[[float], Awaitable[object]] | None = None,
 ) -> httpx.Response:
-    """GET with backoff for transient failures. Returns the last response; raises the last network error."""
+    """GET with backoff for transient failures. Returns the last response; raises the last network error.
+
+    A `Retry-After` from the server sets the next wait; otherwise waits double from `base_delay`.
+    """
     delay = base_delay
     for attempt in range(attempts):
+        wait = delay
         last = attempt == attempts - 1
         try:
             response = await client.get(url, headers=headers, timeout=timeout)
@@ -93,10 +101,10 @@ async def get_with_retries(
         else:
             if response.status_code not in RETRYABLE_STATUS or last:
                 return response
-            wait = parse_retry_after(response.headers.get("retry-after"))
-            if wait is not None:
-                delay = min(wait, _MAX_RETRY_AFTER)
-        await asyncio.sleep(delay)
+            asked = parse_retry_after(response.headers.get("retry-after"))
+            if asked is not None:
+                wait = min(asked, _MAX_RETRY_AFTER)
+        await (sleep or asyncio.sleep)(wait)
         delay = min(delay * 2, _MAX_RETRY_AFTER)
     raise AssertionError("unreachable")  # pragma: no cover
 
@@ -170,7 +178,8 @@ async def _get_capped(client: httpx.AsyncClient, url: str, max_bytes: int) -> tu
     delay = 0.25
     for attempt in range(3):
         try:
-            async with client.stream("GET", url) as response:
+            # Redirects are followed by `download`, which re-checks every hop, whatever the client does.
+            async with client.stream("GET", url, follow_redirects=False) as response:
                 if response.status_code in RETRYABLE_STATUS and attempt < 2:
                     retry = parse_retry_after(response.headers.get("retry-after"))
                     delay = min(retry if retry is not None else delay, _MAX_RETRY_AFTER)

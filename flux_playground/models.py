@@ -152,9 +152,10 @@ class Capabilities(BaseModel):
         return found
 
     def nearest_dimension(self, value: int) -> int:
-        clamped = min(max(value, self.min_size), self.max_size)
-        snapped = round(clamped / self.size_multiple) * self.size_multiple
-        return min(max(snapped, _ceil_to(self.min_size, self.size_multiple)), self.max_size)
+        highest = self.max_size // self.size_multiple * self.size_multiple
+        lowest = _ceil_to(self.min_size, self.size_multiple)
+        snapped = round(value / self.size_multiple) * self.size_multiple
+        return min(max(snapped, lowest), highest)
 
     def nearest_size(self, width: int, height: int) -> tuple[int, int]:
         """The closest size this provider accepts, e.g. Segmind 1000×700 → (1000, 704)."""

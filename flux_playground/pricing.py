@@ -11,7 +11,7 @@ from datetime import date
 from decimal import Decimal, InvalidOperation
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import ConfigurationError
 from .models import GenerationRequest
@@ -32,7 +32,7 @@ class PriceRule(BaseModel):
 
     basis: Basis
     #: USD per image, or per (1024×1024 pixels × step).
-    usd: Decimal
+    usd: Decimal = Field(ge=0)
     #: True when the provider bills another way (e.g. GPU seconds) and this is our conversion.
     approximate: bool = False
     source: str = "set by the app's owner"

@@ -196,7 +196,8 @@ class Playground:
             if cost is not None
             else (f"${estimated} (estimated)" if estimated is not None else "unknown")
         )
-        seed = output.seed if output.seed is not None else request.seed
+        honours_seed = provider.get_capabilities(self.settings).seed
+        seed = output.seed if output.seed is not None else (request.seed if honours_seed else None)
         images = []
         for image in checked:
             parameters = a1111_parameters(

@@ -250,6 +250,8 @@ def error_text(response: httpx.Response, *, key: str = "", limit: int = 200) -> 
     if isinstance(body, dict):
         for name in ("msg", "message", "error", "detail"):
             value = body.get(name)
+            if isinstance(value, list) and value and isinstance(value[0], dict):
+                value = value[0].get("msg") or value[0].get("message")  # FastAPI-style validation list
             if isinstance(value, dict):
                 value = value.get("error") or value.get("message")
             if isinstance(value, str) and value.strip():

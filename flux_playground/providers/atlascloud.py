@@ -69,10 +69,9 @@ class AtlasCloud(Provider):
         }
 
     async def run(self, ctx: CallContext, call: ProviderCall) -> ProviderOutput:
-        ctx.progress("submitting", None)
         response = await self.send_once(ctx, call, timeout=ctx.settings.request_timeout)
         submitted = self.read_json(response)
-        self._check_code(submitted)
+        self._check_code(submitted, key=ctx.key)
         data = _envelope(submitted)
         # Finished inline (enable_sync_mode, or a fast job): no polling needed.
         if str(data.get("status", "")).lower() in _DONE and _outputs(data):
@@ -88,7 +87,7 @@ class AtlasCloud(Provider):
         schedule = PollSchedule(expected_s=ctx.expected_job_s)
         started = ctx.clock()
         deadline = started + ctx.settings.job_timeout
-        ctx.progress("generating", prediction_id)
+        ctx.progress("generating", None)
         last_pending = 0.0
         while True:
             elapsed = ctx.clock() - started
@@ -105,7 +104,7 @@ class AtlasCloud(Provider):
             if response.is_error:
                 raise self.error_for(response, key=ctx.key)
             body = self.read_json(response)
-            self._check_code(body)
+            self._check_code(body, key=ctx.key)
             data = _envelope(body)
             status = str(data.get("status", "")).lower()
             if status in _DONE:
@@ -118,16 +117,16 @@ class AtlasCloud(Provider):
 
     async def _get(self, ctx: CallContext, url: str, headers: dict[str, str]) -> httpx.Response:
         try:
-            return await get_with_retries(ctx.client, url, headers=headers)
+            return await get_with_retries(ctx.client, url, headers=headers, sleep=ctx.sleep)
         except (httpx.TransportError, httpx.TimeoutException) as exc:
             raise ProviderFailed(self.label, f"polling failed ({type(exc).__name__}). Try again.") from exc
 
-    def _check_code(self, body: dict[str, object]) -> None:
+    def _check_code(self, body: dict[str, object], *, key: str) -> None:
         # saas-starter treats a `code` other than 200 as an error even on HTTP 200 (PROVIDERS.md 1.3).
         code = body.get("code")
         if code is not None and str(code) != "200":
             fake = httpx.Response(int(str(code)) if str(code).isdigit() else 500, json=body)
-            raise self.error_for(fake)
+            raise self.error_for(fake, key=key)
 
     def _finished(
         self, data: dict[str, object], prediction_id: str | None, *, job_s: float | None = None

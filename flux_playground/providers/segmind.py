@@ -12,10 +12,11 @@ from typing import ClassVar
 
 import httpx
 
+from ..errors import ProviderError, ProviderFailed
 from ..http import parse_retry_after
 from ..models import Capabilities, GenerationRequest
 from ..settings import Settings
-from ._base import OutputItem, Provider, ProviderOutput
+from ._base import OutputItem, Provider, ProviderOutput, error_text
 
 __all__ = ["SAMPLERS", "SCHEDULERS", "Segmind"]
 
@@ -104,6 +105,14 @@ class Segmind(Provider):
             return ProviderOutput(items=[response.content], remaining_credits=credits)
         body = self.read_json(response)
         return ProviderOutput(items=_json_images(body, self), remaining_credits=credits)
+
+    def error_for(self, response: httpx.Response, *, key: str = "") -> ProviderError:
+        # 406 also answers a wrong Content-Type and team spend limits, not only "Not enough credits"
+        # (PROVIDERS.md 2.2): only call it "out of credits" when the body does not say otherwise.
+        said = error_text(response, key=key).lower()
+        if response.status_code == 406 and "content type" in said:
+            return ProviderFailed(self.label, f"refused the request format ({said}). Please report this bug.")
+        return super().error_for(response, key=key)
 
     def retry_after(self, response: httpx.Response) -> float | None:
         # Segmind's 429 carries x-rate-limit-reset-at-utc and no Retry-After (PROVIDERS.md 2.2).
