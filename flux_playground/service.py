@@ -120,26 +120,32 @@ class Playground:
         )
         started = time.perf_counter()
         progress("submitting", None)
-        output = await chosen.run(ctx, call)
-        answered = time.perf_counter()
-        if output.job_s is not None:
-            self._remember_job_time(chosen.name, output.job_s)
-        progress("downloading", None)
-        raw = await asyncio.gather(*(self._fetch(chosen, item, key) for item in output.items))
-        downloaded = time.perf_counter()
-        estimated = estimate_one(price_rules(self.settings).get(chosen.name), request)
-        progress("saving", None)
-        result = await asyncio.to_thread(
-            self._finish,
-            chosen,
-            request,
-            call.json,
-            output,
-            raw,
-            estimated,
-            {"provider_s": answered - started, "download_s": downloaded - answered},
-            started,
-        )
+        try:
+            output = await chosen.run(ctx, call)
+            answered = time.perf_counter()
+            if output.job_s is not None:
+                self._remember_job_time(chosen.name, output.job_s)
+            progress("downloading", None)
+            raw = await asyncio.gather(*(self._fetch(chosen, item, key) for item in output.items))
+            downloaded = time.perf_counter()
+            estimated = estimate_one(price_rules(self.settings).get(chosen.name), request)
+            progress("saving", None)
+            result = await asyncio.to_thread(
+                self._finish,
+                chosen,
+                request,
+                call.json,
+                output,
+                raw,
+                estimated,
+                {"provider_s": answered - started, "download_s": downloaded - answered},
+                started,
+            )
+        except PlaygroundError as exc:
+            # Once the provider accepted the job, a later failure (polling, download, a bad image)
+            # may still have been billed; spend accounting needs to know.
+            exc.billed = exc.billed or ctx.accepted
+            raise
         progress("done", None)
         return result
 

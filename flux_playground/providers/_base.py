@@ -85,6 +85,8 @@ class CallContext:
     progress: Callable[[Stage, str | None], None] = field(default=lambda stage, detail: None)
     #: How long this provider's jobs took lately, so polling can be dense right when one should finish.
     expected_job_s: float | None = None
+    #: Set once the provider accepted the billable call: a failure after that may have been billed.
+    accepted: bool = False
     #: Injected so tests of polling loops do not sleep for real.
     sleep: Callable[[float], Awaitable[object]] = asyncio.sleep
     clock: Callable[[], float] = time.monotonic
@@ -170,17 +172,24 @@ class Provider(ABC):
                     call.method, call.url, headers=call.headers, json=call.json
                 )
         except (TimeoutError, httpx.TimeoutException) as exc:
-            raise ProviderTimeout(
+            timed_out = ProviderTimeout(
                 self.label, f"no answer within {timeout:g} s. Try again later or pick another provider."
-            ) from exc
+            )
+            # The provider may still have run (and billed) the request we stopped waiting for.
+            timed_out.billed = not isinstance(exc, httpx.ConnectTimeout)
+            raise timed_out from exc
         except httpx.TransportError as exc:
-            raise ProviderFailed(
+            failed = ProviderFailed(
                 self.label,
                 f"the connection failed ({type(exc).__name__}). The provider may be down; "
                 "try again in a minute or pick another provider.",
-            ) from exc
+            )
+            failed.billed = not isinstance(exc, httpx.ConnectError)  # a dropped answer may be billed
+            raise failed from exc
         if response.is_error:
+            # Segmind: "Not billed on non-200" (PROVIDERS.md 2.2); we assume the same elsewhere.
             raise self.error_for(response, key=ctx.key)
+        ctx.accepted = True
         return response
 
     @abstractmethod
