@@ -60,15 +60,15 @@ class Segmind(Provider):
     key_env = ("SEGMIND_API_KEY",)
     model_id = "flux-schnell"
     docs_url = "https://segmind.com/models/flux-schnell/api"
-    # "between 512 and 2048 in multiples of 8", steps 1–8 (PROVIDERS.md 2.1). `samples` has no documented
-    # maximum; 4 matches every other provider.
+    # "between 512 and 2048 in multiples of 8", steps 1–8 (PROVIDERS.md 2.1). The v1 answer is one raw
+    # image/jpeg body, so asking for `samples` > 1 would bill several images and return one: one per run.
     capabilities: ClassVar[Capabilities] = Capabilities(
         min_size=512,
         max_size=2048,
         size_multiple=8,
         min_steps=1,
         max_steps=8,
-        max_images=4,
+        max_images=1,
         samplers=SAMPLERS,
         schedulers=SCHEDULERS,
     )

@@ -286,7 +286,7 @@ class TestValidate:
     def test_valid_request_passes(self) -> None:
         PROVIDER.validate(
             GenerationRequest(
-                prompt="x", width=512, height=2048, steps=8, num_images=4, sampler="euler", scheduler="simple"
+                prompt="x", width=512, height=2048, steps=8, num_images=1, sampler="euler", scheduler="simple"
             ),
             SETTINGS,
         )
