@@ -1,0 +1,258 @@
+"""The page: components and their wiring. Logic lives in handlers.py; HTML in render.py."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+
+from ..models import MAX_PROMPT_CHARS
+from ..providers import PROVIDERS
+from ..settings import Settings
+from . import render
+from .handlers import (
+    CONTROL_OUTPUTS,
+    DETAIL_OUTPUTS,
+    GENERATE_OUTPUTS,
+    HISTORY_OUTPUTS,
+    REUSE_OUTPUTS,
+    Handlers,
+    provider_choices,
+)
+from .identity import BROWSER_SECRET, BROWSER_STORAGE_KEY
+from .presets import (
+    CUSTOM,
+    DEFAULT_STEPS,
+    IMAGE_LIMITS,
+    MAX_SEED,
+    PRESETS,
+    SIZE_LIMITS,
+    SIZE_STEP,
+    STEP_LIMITS,
+)
+from .prices import price_rows, pricing_request
+
+__all__ = ["build_blocks", "default_providers"]
+
+PROMPT_PLACEHOLDER = "A tiny astronaut hatching from an egg on the moon, soft morning light, 35 mm photo"
+EXAMPLES = [
+    ("A tiny astronaut hatching from an egg on the moon, soft morning light, 35 mm photo", "Astronaut egg"),
+    ("A cat holding a sign that says hello world, studio portrait", "Cat with a sign"),
+    ("An anime illustration of a wiener schnitzel on a picnic blanket", "Anime schnitzel"),
+    ("Isometric cutaway of a cozy library inside a giant tree, warm lamps, detailed", "Tree library"),
+]
+
+
+def default_providers(settings: Settings) -> list[str]:
+    """Demo mode shows every provider side by side; with real keys only the cheapest ready one is
+    preselected, so a first click never bills several accounts."""
+    if settings.demo_mode:
+        return list(PROVIDERS)
+    request = pricing_request(*PRESETS["1:1"], DEFAULT_STEPS, 1)
+    rows = [row for row in price_rows(settings, request, [], {}) if row.usable]
+    cheapest = [row.name for row in rows if row.cheapest] or [row.name for row in rows]
+    return cheapest[:1]
+
+
+def build_blocks(settings: Settings, handlers: Handlers, *, oauth: bool) -> gr.Blocks:
+    # Components by name; the handlers' *_OUTPUTS lists refer to these names.
+    ui: dict[str, Any] = {}
+    private = {"api_visibility": "private"}
+    cheap = {"queue": False, "show_progress": "hidden", **private}
+
+    with gr.Blocks(title="FLUX.1 [schnell] playground", delete_cache=(1800, 6 * 3600)) as demo:
+        ui["browser_id"] = gr.BrowserState(None, storage_key=BROWSER_STORAGE_KEY, secret=BROWSER_SECRET)
+        ui["run"] = gr.State({"pending": []})
+        ui["history_ids"] = gr.State([])
+        ui["selected"] = gr.State(None)
+
+        with gr.Row(elem_id="topbar", equal_height=True):
+            gr.HTML(render.header_html(), elem_id="header")
+            if oauth:
+                gr.LoginButton(scale=0, min_width=200)
+        if settings.demo_mode:
+            gr.HTML(render.demo_banner_html(), elem_id="demo-banner")
+
+        with gr.Row(elem_id="main", equal_height=False):
+            with gr.Column(scale=5, min_width=340, elem_id="controls"):
+                _controls(ui, settings)
+            with gr.Column(scale=7, min_width=340, elem_id="output"):
+                _results(ui)
+                _history(ui)
+
+        # The public, stateless API: a hidden trigger bound to the visible inputs (no history, no keys).
+        ui["api_gallery"] = gr.Gallery(visible=False, format="png", label="Images")
+        ui["api_summary"] = gr.JSON(visible=False, label="Summary")
+        ui["api_trigger"] = gr.Button(visible=False, elem_id="api-generate")
+
+        def c(*names: str) -> list[Any]:
+            return [ui[name] for name in names]
+
+        keys = [ui[f"key:{name}"] for name in PROVIDERS]
+        priced = ("providers", "width", "height", "steps", "num_images")
+        gr.on(
+            # Keys on blur, not per keystroke: a pasted key travels only when it is complete.
+            [demo.load, *(ui[name].change for name in priced), *(box.blur for box in keys)],
+            handlers.update_controls, [*c(*priced), *keys], c(*CONTROL_OUTPUTS),
+            trigger_mode="always_last", **cheap,
+        )
+        ui["preset"].input(handlers.apply_preset, c("preset"), c("width", "height"), **cheap)
+        gr.on([ui["width"].input, ui["height"].input], handlers.match_preset, c("width", "height"),
+              c("preset"), **cheap)
+        ui["swap"].click(handlers.swap_size, c("width", "height", "preset"), c("width", "height", "preset"),
+                         **cheap)
+        ui["seed"].input(handlers.fixed_seed, None, c("random_seed"), **cheap)
+
+        history_filters = c("search", "provider_filter")
+        generation = ui["generate"].click(
+            handlers.generate_page,
+            [*c("prompt", "providers", "width", "height", "steps", "seed", "random_seed", "num_images",
+                "sampler", "scheduler", "browser_id"), *history_filters, *keys],
+            c(*GENERATE_OUTPUTS),
+            concurrency_limit=None,  # I/O bound: never serialise people behind each other
+            show_progress="hidden",  # each provider column shows its own progress
+            **private,
+        )
+        ui["stop"].click(handlers.stop, c("run"), c(*GENERATE_OUTPUTS), cancels=[generation], **cheap)
+
+        demo.load(handlers.load_history, [ui["browser_id"], *history_filters],
+                  c("browser_id", *HISTORY_OUTPUTS), show_progress="hidden", concurrency_limit=None,
+                  **private)
+        gr.on([ui["search"].change, ui["provider_filter"].change], handlers.load_history,
+              [ui["browser_id"], *history_filters], c("browser_id", *HISTORY_OUTPUTS),
+              trigger_mode="always_last", show_progress="hidden", concurrency_limit=None, **private)
+        ui["more"].click(handlers.load_more, [ui["browser_id"], *history_filters, ui["history_ids"]],
+                         c(*HISTORY_OUTPUTS), concurrency_limit=None, **private)
+        ui["history"].select(handlers.select_item, c("browser_id", "history_ids"), c(*DETAIL_OUTPUTS),
+                             show_progress="hidden", concurrency_limit=None, **private)
+        ui["reuse"].click(handlers.reuse, c("browser_id", "selected"), c(*REUSE_OUTPUTS),
+                          concurrency_limit=None, **private)
+        ui["delete"].click(handlers.delete, [*c("browser_id", "selected"), *history_filters],
+                           c(*HISTORY_OUTPUTS, *DETAIL_OUTPUTS), concurrency_limit=None, **private)
+
+        ui["api_trigger"].click(
+            handlers.generate,
+            c("prompt", "providers", "width", "height", "steps", "seed", "num_images", "sampler",
+              "scheduler"),
+            c("api_gallery", "api_summary"),
+            api_name="generate",
+            concurrency_limit=None,
+            api_visibility="public",
+        )
+    blocks: gr.Blocks = demo
+    return blocks
+
+
+def _controls(ui: dict[str, Any], settings: Settings) -> None:
+    ui["prompt"] = gr.Textbox(
+        label="Prompt", lines=3, max_lines=10, max_length=MAX_PROMPT_CHARS, elem_id="prompt",
+        placeholder=PROMPT_PLACEHOLDER, info="Ctrl + Enter (⌘ + Enter on a Mac) generates.",
+    )
+    # No fn/outputs: picking an example only fills the prompt, it never runs (or caches) a paid call.
+    gr.Examples(
+        [[text] for text, _ in EXAMPLES], inputs=[ui["prompt"]], label="Try an example",
+        example_labels=[label for _, label in EXAMPLES], cache_examples=False, elem_id="examples",
+    )
+    ui["providers"] = gr.CheckboxGroup(
+        provider_choices(), value=default_providers(settings), label="Providers", elem_id="providers",
+        info="The same prompt and seed go to each one at once; results appear side by side.",
+    )
+    with gr.Row(elem_id="actions"):
+        ui["generate"] = gr.Button("Generate", variant="primary", size="lg", elem_id="generate", scale=4)
+        ui["stop"] = gr.Button("Stop", variant="stop", size="lg", elem_id="stop", visible=False, scale=1,
+                               min_width=90)
+    with gr.Group(elem_id="size-group"):
+        ui["preset"] = gr.Radio(
+            [*PRESETS, CUSTOM], value="1:1", label="Aspect ratio", elem_id="preset", container=True,
+        )
+        with gr.Row(equal_height=True, elem_id="size-row"):
+            low, high = SIZE_LIMITS
+            ui["width"] = gr.Slider(low, high, value=PRESETS["1:1"][0], step=SIZE_STEP, precision=0,
+                                    label="Width", elem_id="width", min_width=180, buttons=[])
+            ui["height"] = gr.Slider(low, high, value=PRESETS["1:1"][1], step=SIZE_STEP, precision=0,
+                                     label="Height", elem_id="height", min_width=180, buttons=[])
+        with gr.Row(equal_height=True, elem_id="size-info-row"):
+            ui["size_info"] = gr.HTML(elem_id="size-info")
+            ui["swap"] = gr.Button("⇄ Swap", size="sm", elem_id="swap", scale=0, min_width=80)
+    with gr.Accordion("Advanced options", open=False, elem_id="advanced"):
+        ui["steps"] = gr.Slider(
+            *STEP_LIMITS, value=DEFAULT_STEPS, step=1, precision=0, label="Steps", elem_id="steps",
+            info="FLUX.1 [schnell] is distilled for 1–4 steps; more rarely helps.",
+        )
+        with gr.Row(equal_height=True):
+            ui["seed"] = gr.Number(-1, label="Seed", precision=0, minimum=-1, maximum=MAX_SEED,
+                                   elem_id="seed", info="Shows the seed of the last run.", scale=3)
+            ui["random_seed"] = gr.Checkbox(True, label="Random seed", elem_id="random-seed", scale=1,
+                                            min_width=120)
+        ui["num_images"] = gr.Slider(*IMAGE_LIMITS, value=1, step=1, precision=0, label="Images per provider",
+                                     elem_id="num-images")
+        with gr.Row():
+            default = [("Provider default", "")]
+            samplers = sorted({s for p in PROVIDERS.values() for s in p.get_capabilities(settings).samplers})
+            schedulers = sorted(
+                {s for p in PROVIDERS.values() for s in p.get_capabilities(settings).schedulers}
+            )
+            ui["sampler"] = gr.Dropdown(default + [(s, s) for s in samplers], value="", label="Sampler",
+                                        elem_id="sampler")
+            ui["scheduler"] = gr.Dropdown(default + [(s, s) for s in schedulers], value="",
+                                          label="Scheduler", elem_id="scheduler")
+    with gr.Accordion("Prices for this run", open=True, elem_id="prices-box"):
+        ui["prices"] = gr.HTML(elem_id="prices")
+    with gr.Accordion("Your API keys", open=False, elem_id="keys"):
+        gr.HTML(f'<p class="fp-fine">{render.KEYS_NOTE} Leave empty to use the server\'s key.</p>')
+        for name, provider in PROVIDERS.items():
+            ui[f"key:{name}"] = gr.Textbox(
+                label=f"{provider.label} key", type="password", elem_id=f"key-{name}",
+                placeholder=f"{provider.key_env[0]}", max_lines=1, autoscroll=False,
+            )
+
+
+def _results(ui: dict[str, Any]) -> None:
+    ui["empty"] = gr.HTML(render.empty_results_html(), elem_id="results-empty")
+    with gr.Row(elem_id="results", equal_height=False):
+        for name in PROVIDERS:
+            with gr.Column(visible=False, elem_id=f"result-{name}", elem_classes=["fp-result"],
+                           min_width=220) as column:
+                ui[f"column:{name}"] = column
+                ui[f"status:{name}"] = gr.HTML(elem_classes=["fp-status"])
+                ui[f"gallery:{name}"] = gr.Gallery(
+                    visible=False, show_label=False, format="png", type="filepath", columns=1,
+                    height="auto", object_fit="contain", interactive=False, elem_classes=["fp-images"],
+                    buttons=["download", "fullscreen"], preview=False,
+                )
+                ui[f"caption:{name}"] = gr.HTML(elem_classes=["fp-status"])
+
+
+def _history(ui: dict[str, Any]) -> None:
+    with gr.Column(elem_id="history-section"):
+        with gr.Row(equal_height=True, elem_id="history-head"):
+            gr.HTML('<h2 class="fp-h2">Your history</h2>', elem_id="history-title")
+            ui["history_count"] = gr.HTML(elem_id="history-count")
+        with gr.Row(equal_height=True, elem_id="history-filters"):
+            ui["search"] = gr.Textbox(placeholder="Search your prompts", show_label=False, max_lines=1,
+                                      elem_id="history-search", scale=3, container=False)
+            ui["provider_filter"] = gr.Dropdown([("All providers", ""), *provider_choices()], value="",
+                                                show_label=False, elem_id="history-provider", scale=1,
+                                                container=False, min_width=150)
+        ui["history_empty"] = gr.HTML(render.empty_history_html(False), elem_id="history-empty")
+        ui["history"] = gr.Gallery(
+            elem_id="history", show_label=False, columns=6, height="auto", object_fit="cover",
+            allow_preview=False, interactive=False, buttons=[], visible=False, fit_columns=False,
+        )
+        ui["more"] = gr.Button("Load more", visible=False, size="sm", elem_id="history-more")
+        with gr.Column(visible=False, elem_id="details", variant="panel") as details:
+            ui["details"] = details
+            with gr.Row(equal_height=False):
+                ui["details_image"] = gr.Image(
+                    type="filepath", format="png", interactive=False, show_label=False, min_width=200,
+                    buttons=["fullscreen"], elem_id="details-image", height=300, scale=2,
+                )
+                with gr.Column(scale=3, min_width=240):
+                    ui["details_html"] = gr.HTML(elem_id="details-text")
+                    with gr.Row():
+                        ui["reuse"] = gr.Button("Reuse settings", variant="primary", size="sm",
+                                                elem_id="reuse", min_width=110)
+                        ui["download"] = gr.DownloadButton("Download PNG", size="sm", elem_id="download",
+                                                           min_width=110)
+                        ui["delete"] = gr.Button("Delete", variant="stop", size="sm", elem_id="delete",
+                                                 min_width=80)

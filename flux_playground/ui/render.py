@@ -1,0 +1,231 @@
+"""HTML for the page's read-only parts. Pure functions of plain values; everything shown is escaped
+(prompts and provider messages are untrusted text)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from decimal import Decimal
+from html import escape
+
+from ..models import GenerationRequest, GenerationResult
+from ..pricing import format_usd
+from .prices import PriceRow
+from .runner import Slot
+
+__all__ = [
+    "KEYS_NOTE",
+    "caption_html",
+    "demo_banner_html",
+    "details_html",
+    "empty_history_html",
+    "empty_results_html",
+    "header_html",
+    "history_count_html",
+    "image_caption",
+    "prices_html",
+    "result_caption",
+    "size_html",
+    "slot_html",
+    "stopped_html",
+]
+
+KEYS_NOTE = (
+    "Kept in this tab's memory only and sent with your requests; never stored "
+    "(not on disk, not in logs, not in your history)."
+)
+
+
+def header_html() -> str:
+    return (
+        '<header class="fp-header"><div class="fp-logo" aria-hidden="true">⚡</div><div>'
+        "<h1>FLUX.1 [schnell] playground</h1>"
+        "<p>One prompt, several hosted providers, side by side: the price before you pay, "
+        "the seed, time and cost of every image, and a private history to come back to.</p>"
+        "</div></header>"
+    )
+
+
+def demo_banner_html() -> str:
+    return (
+        '<div class="fp-banner" role="status"><strong>Demo mode.</strong> No provider key is '
+        "configured, so a built-in emulator answers every request and the images are "
+        "<b>placeholders</b>, not FLUX output. Prices shown are what the real providers would charge; "
+        "nothing is billed.</div>"
+    )
+
+
+def size_html(width: int, height: int, description: str) -> str:
+    # A tiny frame with the chosen aspect ratio next to the numbers.
+    scale = 28 / max(width, height)
+    w, h = max(6, round(width * scale)), max(6, round(height * scale))
+    return (
+        f'<div class="fp-size"><span class="fp-size-box" style="width:{w}px;height:{h}px"></span>'
+        f"<span>{escape(description)}</span></div>"
+    )
+
+
+_READY_CLASS = {"server key": "ok", "your key": "ok", "demo": "demo", "no key": "missing"}
+
+
+def prices_html(rows: Sequence[PriceRow]) -> str:
+    body = []
+    for row in rows:
+        classes = " ".join(
+            name
+            for name, on in (
+                ("chosen", row.chosen), ("cheapest", row.cheapest), ("blocked", bool(row.problems)),
+                ("unready", not row.ready),
+            )
+            if on
+        )
+        badge = '<span class="fp-badge">cheapest</span>' if row.cheapest else ""
+        notes = "".join(f'<div class="fp-note">{escape(note)}</div>' for note in row.notes)
+        title = escape(f"{row.rule_note} Source: {row.source}".strip(), quote=True)
+        cost = '<span class="fp-unknown">unknown</span>' if row.cost is None else escape(row.cost_text)
+        why = (
+            f'<div class="fp-why">Cannot take these settings: {escape("; ".join(row.problems))}.</div>'
+            if row.problems
+            else ""
+        )
+        body.append(
+            f'<tr class="{classes}" data-provider="{escape(row.name, quote=True)}">'
+            f'<td class="fp-name"><span class="fp-label">{escape(row.label)}</span>{badge}{notes}{why}</td>'
+            f'<td class="fp-cost" title="{title}"><div class="fp-amount">{cost}</div>'
+            f'<div class="fp-basis">{escape(row.basis)}</div></td>'
+            f'<td class="fp-key"><span class="fp-ready {_READY_CLASS[row.readiness]}">'
+            f"{escape(row.readiness)}</span></td></tr>"
+        )
+    return (
+        '<div class="fp-prices-wrap"><table class="fp-prices">'
+        "<thead><tr><th>Provider</th><th>This run</th><th>Key</th></tr></thead>"
+        f"<tbody>{''.join(body)}</tbody></table>"
+        '<p class="fp-fine">Estimated before you pay, at the settings above. "≈": the provider bills '
+        "by GPU time and this is our conversion. Each image shows the actual charge when the provider "
+        "reports it.</p></div>"
+    )
+
+
+def _usd(value: Decimal | None) -> str:
+    return format_usd(value)
+
+
+def result_caption(result: GenerationResult, seed: int | None) -> str:
+    """'seed 42 · 1.23 s · est. $0.003 · billed $0.0021' (billed only when the provider says)."""
+    parts = [f"seed {seed}" if seed is not None else "seed unknown", f"{result.latency_s:.2f} s"]
+    parts.append(f"est. {_usd(result.estimated_cost_usd)}")
+    if result.reported_cost_usd is not None:
+        parts.append(f"billed {_usd(result.reported_cost_usd)}")
+    return " · ".join(parts)
+
+
+def image_caption(result: GenerationResult, seed: int | None) -> str:
+    return f"{result.provider_label} · {result_caption(result, seed)}"
+
+
+def _slot_head(slot: Slot, state: str) -> str:
+    return (
+        f'<div class="fp-slot-head"><span class="fp-slot-name">{escape(slot.label)}</span>'
+        f'<span class="fp-stage {state}">{escape(state)}</span></div>'
+    )
+
+
+def slot_html(slot: Slot, now: float, request: GenerationRequest) -> str:
+    """A provider's column header: progress while waiting, then "done" or the error."""
+    if slot.error is not None:
+        return (
+            f'<div class="fp-slot failed">{_slot_head(slot, f"failed after {slot.elapsed(now):.1f} s")}'
+            f'<div class="fp-error" role="alert"><strong>No image from {escape(slot.label)}</strong>'
+            f"<p>{escape(slot.error)}</p></div></div>"
+        )
+    if slot.result is not None:
+        return f'<div class="fp-slot done">{_slot_head(slot, f"done in {slot.elapsed(now):.1f} s")}</div>'
+    ratio = f"{request.width} / {request.height}"
+    return (
+        f'<div class="fp-slot running">{_slot_head(slot, f"{slot.elapsed(now):.1f} s")}'
+        f'<div class="fp-skeleton" style="aspect-ratio:{ratio}"><span class="fp-spinner"></span>'
+        f"<span>{escape(slot.status(now))}</span></div></div>"
+    )
+
+
+def caption_html(result: GenerationResult, note: str = "") -> str:
+    """Under the images: seed, latency and cost (estimated, and billed when the provider says)."""
+    first = result.images[0].seed if result.images else None
+    seed = first if first is not None else result.request.seed
+    count = len(result.images)
+    size = f"{result.request.width} × {result.request.height}"
+    extra = f'<p class="fp-warn">{escape(note)}</p>' if note else ""
+    return (
+        f'<div class="fp-slot-caption"><p class="fp-caption">{escape(result_caption(result, seed))}</p>'
+        f'<p class="fp-sub">{count} image{"s" if count != 1 else ""} · {size}</p>{extra}</div>'
+    )
+
+
+def stopped_html(label: str) -> str:
+    return (
+        f'<div class="fp-slot failed"><div class="fp-slot-head"><span class="fp-slot-name">'
+        f'{escape(label)}</span><span class="fp-stage">stopped</span></div>'
+        '<div class="fp-error"><strong>Stopped</strong><p>You stopped waiting. The provider may still '
+        "finish this run and bill it; its image will not be shown or saved.</p></div></div>"
+    )
+
+
+# Inline SVG: emoji fonts are not everywhere (and no icon font is fetched).
+_IMAGE_ICON = (
+    '<svg width="40" height="40" viewBox="0 0 24 24" fill="none" stroke="currentColor" stroke-width="1.5" '
+    'stroke-linecap="round" stroke-linejoin="round"><rect x="3" y="3" width="18" height="18" rx="3"/>'
+    '<circle cx="8.5" cy="8.5" r="1.5"/><path d="m21 15-5-5L5 21"/></svg>'
+)
+
+
+def empty_results_html() -> str:
+    return (
+        f'<div class="fp-empty"><div class="fp-empty-icon" aria-hidden="true">{_IMAGE_ICON}</div>'
+        "<h3>Your images will appear here</h3><p>Write a prompt, pick one or more providers and press "
+        "<b>Generate</b> (or Ctrl/⌘ + Enter). Each provider gets its own column, side by side.</p></div>"
+    )
+
+
+def empty_history_html(filtered: bool) -> str:
+    if filtered:
+        return '<div class="fp-empty small"><p>No images match this search.</p></div>'
+    return (
+        '<div class="fp-empty small"><p>Your images will appear here, newest first. They are saved '
+        "as soon as they arrive and only you can see them.</p></div>"
+    )
+
+
+def history_count_html(shown: int, total: int, who: str) -> str:
+    if total == 0:
+        text = "No images yet"
+    elif shown < total:
+        text = f"Showing {shown} of {total} images"
+    else:
+        text = f"{total} image{'s' if total != 1 else ''}"
+    return f'<p class="fp-count">{text} · private to {escape(who)}</p>'
+
+
+def details_html(
+    *, prompt: str, provider_label: str, width: int, height: int, steps: int, seed: int | None,
+    sampler: str | None, scheduler: str | None, num_images: int, index: int,
+    estimated: Decimal | None, reported: Decimal | None, latency_s: float, created_at: float,
+) -> str:
+    created = datetime.fromtimestamp(created_at, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    rows = [
+        ("Provider", provider_label),
+        ("Size", f"{width} × {height}"),
+        ("Steps", str(steps)),
+        ("Seed", "unknown" if seed is None else str(seed)),
+        ("Sampler", sampler or "provider default"),
+        ("Scheduler", scheduler or "provider default"),
+        ("Image", f"{index + 1} of {num_images}"),
+        ("Cost (estimated)", _usd(estimated)),
+        ("Cost (billed)", _usd(reported) if reported is not None else "not reported"),
+        ("Latency", f"{latency_s:.2f} s"),
+        ("Created", created),
+    ]
+    cells = "".join(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in rows)
+    return (
+        f'<div class="fp-details"><p class="fp-prompt">{escape(prompt)}</p>'
+        f'<dl class="fp-params">{cells}</dl></div>'
+    )

@@ -1,0 +1,227 @@
+"""The one generation path behind both the page and the public `generate` API.
+
+`run_generation` sends the same request (same prompt, same resolved seed) to every chosen provider
+at once and yields a snapshot whenever something happens, and at least every `tick` seconds while
+waiting, so the page can show elapsed time per provider. Cancelling the iteration (Stop, a closed
+tab) cancels every provider call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+
+from pydantic import SecretStr
+
+from ..errors import InvalidRequest, PlaygroundError
+from ..models import GenerationRequest, GenerationResult, parse_request
+from ..providers import PROVIDERS
+from ..service import Outcome, Playground, ProgressEvent, resolve_seed
+from ..settings import Settings
+
+__all__ = [
+    "GENERIC_ERROR",
+    "RunSnapshot",
+    "Slot",
+    "build_request",
+    "check_providers",
+    "request_for",
+    "run_generation",
+]
+
+log = logging.getLogger(__name__)
+
+#: What a person sees when our own code failed; the details go to the log only.
+GENERIC_ERROR = (
+    "Something went wrong on our side. Please try again; if it keeps happening, tell the Space's owner."
+)
+
+STAGE_WORDS: dict[str, str] = {
+    "queued": "Queued",
+    "submitting": "Sending",
+    "generating": "Generating",
+    "downloading": "Downloading",
+    "saving": "Saving",
+    "done": "Done",
+    "failed": "Failed",
+}
+
+
+@dataclass
+class Slot:
+    """One provider's part of a run."""
+
+    provider: str
+    label: str
+    started: float
+    stage: str = "queued"
+    detail: str | None = None
+    ended: float | None = None
+    result: GenerationResult | None = None
+    error: str | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.ended is not None
+
+    def elapsed(self, now: float) -> float:
+        return (self.ended if self.ended is not None else now) - self.started
+
+    def status(self, now: float) -> str:
+        """'Generating · 1.5 s' (with the provider's own detail, e.g. a queue position, if any)."""
+        words = STAGE_WORDS.get(self.stage, self.stage.capitalize())
+        if self.detail and self.stage not in ("failed", "done"):
+            words += f" ({self.detail})"
+        return f"{words} · {self.elapsed(now):.1f} s"
+
+
+@dataclass
+class RunSnapshot:
+    request: GenerationRequest
+    slots: dict[str, Slot]
+    #: Providers whose outcome arrived since the previous snapshot, in arrival order.
+    arrived: list[str] = field(default_factory=list)
+    now: float = 0.0
+
+    @property
+    def finished(self) -> bool:
+        return all(slot.finished for slot in self.slots.values())
+
+
+def build_request(
+    prompt: str,
+    width: float,
+    height: float,
+    steps: float,
+    seed: float | None,
+    num_images: float,
+    sampler: str | None,
+    scheduler: str | None,
+) -> GenerationRequest:
+    """Form values to a request; a seed of None or below 0 means random. Raises InvalidRequest."""
+    fields: dict[str, object] = {
+        "prompt": prompt or "",
+        "width": _whole(width),
+        "height": _whole(height),
+        "steps": _whole(steps),
+        "seed": None if seed is None or seed < 0 else _whole(seed),
+        "num_images": _whole(num_images),
+        "sampler": sampler or None,
+        "scheduler": scheduler or None,
+    }
+    return parse_request(fields)
+
+
+def _whole(value: float | int) -> int | float:
+    # Sliders and Number send floats; an integral float becomes an int so pydantic accepts it,
+    # anything else is passed through and refused with a readable message.
+    return int(value) if float(value).is_integer() else value
+
+
+def check_providers(providers: Sequence[str] | None) -> list[str]:
+    names = list(dict.fromkeys(providers or []))
+    if not names:
+        raise InvalidRequest("Choose at least one provider.", field="providers")
+    unknown = [name for name in names if name not in PROVIDERS]
+    if unknown:
+        raise InvalidRequest(
+            f"Unknown provider {', '.join(unknown)}. Choose from: {', '.join(PROVIDERS)}.",
+            field="providers",
+        )
+    return names
+
+
+def request_for(provider: str, request: GenerationRequest, settings: Settings) -> GenerationRequest:
+    """The request as this provider gets it: the sampler and scheduler only go to providers that
+    have them. The page labels those controls with the providers that use them, so dropping them
+    here is announced, not silent; every other setting is sent as is and refused loudly if need be."""
+    caps = PROVIDERS[provider].get_capabilities(settings)
+    update: dict[str, object] = {}
+    if not caps.samplers and request.sampler is not None:
+        update["sampler"] = None
+    if not caps.schedulers and request.scheduler is not None:
+        update["scheduler"] = None
+    return request.model_copy(update=update) if update else request
+
+
+async def run_generation(
+    playground: Playground,
+    request: GenerationRequest,
+    providers: Sequence[str],
+    *,
+    api_keys: Mapping[str, SecretStr | None] | None = None,
+    tick: float = 0.5,
+) -> AsyncIterator[RunSnapshot]:
+    """Run `request` at every provider concurrently; yield snapshots until all have answered."""
+    request = resolve_seed(request)  # once, so every provider gets the same seed
+    settings = playground.settings
+    loop = asyncio.get_running_loop()
+    started = time.monotonic()
+    slots = {name: Slot(name, PROVIDERS[name].label, started) for name in providers}
+    events: asyncio.Queue[ProgressEvent | Outcome] = asyncio.Queue()
+
+    def on_progress(event: ProgressEvent) -> None:
+        # Safe from any thread; today every call comes from the event loop.
+        loop.call_soon_threadsafe(events.put_nowait, event)
+
+    async def one(name: str) -> None:
+        # One generate_many per provider: a bug in one provider's path then fails only its slot
+        # instead of ending the whole iteration, and each provider can get its own request.
+        try:
+            async for outcome in playground.generate_many(
+                request_for(name, request, settings),
+                [name],
+                api_keys={name: (api_keys or {}).get(name)},
+                on_progress=on_progress,
+            ):
+                events.put_nowait(outcome)
+        except Exception:
+            log.exception("Unexpected failure while generating with %s", name)
+            events.put_nowait(Outcome(name, error=PlaygroundError(GENERIC_ERROR)))
+
+    tasks = [asyncio.create_task(one(name)) for name in providers]
+    # One pending get() kept across ticks: cancelling a get() on timeout could drop an event.
+    getter: asyncio.Task[ProgressEvent | Outcome] | None = None
+    try:
+        yield RunSnapshot(request, _copy(slots), now=time.monotonic())
+        while not all(slot.finished for slot in slots.values()):
+            getter = getter or asyncio.create_task(events.get())
+            done, _ = await asyncio.wait({getter}, timeout=tick)  # no event: yield anyway (ticks)
+            batch: list[ProgressEvent | Outcome] = []
+            if done:
+                batch.append(getter.result())
+                getter = None
+            while not events.empty():
+                batch.append(events.get_nowait())
+            now = time.monotonic()
+            arrived = [name for name in (_apply(slots, item, now) for item in batch) if name]
+            yield RunSnapshot(request, _copy(slots), arrived, now)
+    finally:
+        for task in [*tasks, *([getter] if getter else [])]:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _copy(slots: dict[str, Slot]) -> dict[str, Slot]:
+    # Snapshots are immutable views: later events must not change one already handed out.
+    return {name: replace(slot) for name, slot in slots.items()}
+
+
+def _apply(slots: dict[str, Slot], item: ProgressEvent | Outcome, now: float) -> str | None:
+    """Fold one event into the slots; returns the provider's name when its outcome arrived."""
+    slot = slots.get(item.provider)
+    if slot is None or slot.finished:
+        return None
+    if isinstance(item, ProgressEvent):
+        slot.stage, slot.detail = item.stage, item.detail
+        return None
+    slot.ended = now
+    if item.result is not None:
+        slot.stage, slot.result = "done", item.result
+    else:
+        slot.stage = "failed"
+        slot.error = item.error.message if item.error is not None else GENERIC_ERROR
+    return slot.provider

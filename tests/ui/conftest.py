@@ -1,0 +1,90 @@
+"""Fixtures for the page: settings pointed at the loopback emulator, and a launched app."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import pytest
+from PIL import Image
+
+from flux_playground.emulator.server import EmulatorServer
+from flux_playground.models import GeneratedImage, GenerationRequest, GenerationResult
+from flux_playground.providers import PROVIDERS
+from flux_playground.settings import Settings
+from flux_playground.ui import LAUNCH_KWARGS, create_demo
+
+
+def emulator_settings(server: EmulatorServer, data_dir: Path, **overrides: Any) -> Settings:
+    """Every provider at the emulator with a server key (any key works there)."""
+    values: dict[str, Any] = {"data_dir": data_dir, "request_timeout": 10.0, "job_timeout": 10.0}
+    for name in PROVIDERS:
+        values[f"{name}_base_url"] = server.base_urls[name]
+        values[f"{name}_api_key"] = f"test-key-{name}"
+    return Settings(_env_file=None, **{**values, **overrides})
+
+
+def png_bytes(color: tuple[int, int, int] = (30, 90, 200), size: tuple[int, int] = (64, 48)) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", size, color).save(out, format="PNG")
+    return out.getvalue()
+
+
+def make_result(provider: str = "segmind", **request: Any) -> GenerationResult:
+    fields = {
+        "prompt": "a lighthouse at dusk",
+        "width": 832,
+        "height": 1216,
+        "steps": 3,
+        "seed": 1234,
+        "num_images": 1,
+        "sampler": "euler",
+        "scheduler": "karras",
+        **request,
+    }
+    req = GenerationRequest(**fields)
+    return GenerationResult(
+        provider=provider,
+        provider_label=PROVIDERS[provider].label,
+        request=req,
+        images=[GeneratedImage(png=png_bytes(), width=64, height=48, seed=req.seed)],
+        payload={"prompt": req.prompt},
+        estimated_cost_usd=Decimal("0.008"),
+        reported_cost_usd=None,
+        latency_s=1.25,
+    )
+
+
+@dataclass
+class Launched:
+    url: str
+    demo: gr.Blocks
+    settings: Settings
+
+
+@pytest.fixture(scope="module")
+def launched(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Launched, EmulatorServer]]:
+    """The real page on a free port, providers at a private emulator (faults injected here stay here)."""
+    with EmulatorServer(latency=0.05) as server:
+        settings = emulator_settings(server, tmp_path_factory.mktemp("data"))
+        demo = create_demo(settings, oauth=False)
+        _, url, _ = demo.queue().launch(
+            prevent_thread_lock=True, quiet=True, server_port=_free_port(), mcp_server=True, **LAUNCH_KWARGS
+        )
+        try:
+            yield Launched(url, demo, settings), server
+        finally:
+            demo.close()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

@@ -1,0 +1,107 @@
+"""The launched app through gradio_client and plain HTTP: the public API is `generate`, nothing else."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+from gradio_client import Client
+from gradio_client.exceptions import AppError
+
+from flux_playground.emulator.server import EmulatorServer
+from flux_playground.images import read_png_text
+
+from .conftest import Launched
+
+
+@pytest.fixture(scope="module")
+def client(launched: tuple[Launched, EmulatorServer]) -> Client:
+    return Client(launched[0].url, verbose=False)
+
+
+def test_generate_runs_two_providers_with_one_seed(client: Client) -> None:
+    gallery, summary = client.predict(
+        "a red fox in the snow", ["deepinfra", "segmind"], 1024, 768, 4, 42, 1, "", "", api_name="/generate"
+    )
+    assert len(gallery) == 2
+    for entry in gallery:
+        path = Path(entry["image"])
+        assert path.suffix == ".png"  # the saved PNG, not a webp re-encoding
+        assert "seed 42" in entry["caption"]
+        assert "a red fox in the snow" in read_png_text(path.read_bytes())["parameters"]
+    assert summary["seed"] == 42
+    assert set(summary["providers"]) == {"deepinfra", "segmind"}
+    for entry in summary["providers"].values():
+        assert entry["ok"] is True and entry["seed"] == 42 and entry["error"] is None
+        assert entry["latency_s"] > 0 and entry["estimated_cost_usd"] is not None
+
+
+def test_random_seed_is_reported_and_failures_are_per_provider(
+    client: Client, launched: tuple[Launched, EmulatorServer]
+) -> None:
+    server = launched[1]
+    server.inject("segmind", "500")
+    try:
+        gallery, summary = client.predict(
+            "a fox", ["deepinfra", "segmind"], 512, 512, 2, -1, 1, "", "", api_name="/generate"
+        )
+    finally:
+        server.clear_faults()
+    assert len(gallery) == 1  # DeepInfra's image
+    assert isinstance(summary["seed"], int)
+    assert summary["providers"]["segmind"]["ok"] is False
+    assert summary["providers"]["segmind"]["error"].startswith("Segmind: the provider failed (HTTP 500)")
+
+
+def test_readable_errors(client: Client) -> None:
+    with pytest.raises(AppError, match="prompt: empty; describe the image you want"):
+        client.predict("", ["deepinfra"], 1024, 1024, 4, -1, 1, "", "", api_name="/generate")
+    with pytest.raises(AppError, match="Choose at least one provider"):
+        client.predict("a fox", [], 1024, 1024, 4, -1, 1, "", "", api_name="/generate")
+    with pytest.raises(
+        AppError, match="No provider produced an image. Atlas Cloud cannot take these settings"
+    ):
+        client.predict("a fox", ["atlascloud"], 2048, 1024, 4, -1, 1, "", "", api_name="/generate")
+
+
+def test_only_generate_is_public(launched: tuple[Launched, EmulatorServer]) -> None:
+    url = launched[0].url
+    info = httpx.get(f"{url}gradio_api/info").json()
+    assert list(info["named_endpoints"]) == ["/generate"]
+    assert info["unnamed_endpoints"] == {}
+    parameters = [p["parameter_name"] for p in info["named_endpoints"]["/generate"]["parameters"]]
+    assert parameters == [
+        "prompt",
+        "providers",
+        "width",
+        "height",
+        "steps",
+        "seed",
+        "num_images",
+        "sampler",
+        "scheduler",
+    ]
+    tools = httpx.get(f"{url}gradio_api/mcp/schema").json()
+    assert [tool["name"] for tool in tools] == ["generate"]
+    assert "Args" not in tools[0]["description"]  # the docstring's Args became parameter descriptions
+    assert tools[0]["inputSchema"]["properties"]["seed"]["description"].startswith("Seed for reproducible")
+
+
+def test_no_key_or_secret_reaches_the_page_config(launched: tuple[Launched, EmulatorServer]) -> None:
+    config = httpx.get(f"{launched[0].url}config").text
+    assert "test-key-" not in config
+
+
+def test_generations_run_concurrently(launched: tuple[Launched, EmulatorServer]) -> None:
+    """Gradio's default concurrency of 1 per event would make four 1-second runs take 4 s."""
+    import time
+
+    client = Client(launched[0].url, verbose=False)
+    started = time.monotonic()
+    jobs = [
+        client.submit(f"fox {i} [latency:1]", ["deepinfra"], 512, 512, 1, -1, 1, "", "", api_name="/generate")
+        for i in range(4)
+    ]
+    assert all(len(job.result()[0]) == 1 for job in jobs)
+    assert time.monotonic() - started < 3.0

@@ -1,0 +1,211 @@
+"""The page in headless Chromium (Debian's, via Playwright; never `playwright install`)."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from flux_playground.emulator.server import EmulatorServer
+from flux_playground.images import read_png_text
+from flux_playground.providers import PROVIDERS
+
+from .conftest import Launched
+
+pytestmark = pytest.mark.browser
+
+# GRADIO6.md §4: no sandbox as root, no GPU, and no background traffic on a closed network.
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+TIMEOUT = 15_000
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(
+            executable_path=os.environ.get("CHROMIUM", "/usr/bin/chromium"), headless=True, args=ARGS
+        )
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def server(launched: tuple[Launched, EmulatorServer]) -> Iterator[EmulatorServer]:
+    launched[1].clear_faults()
+    yield launched[1]
+    launched[1].clear_faults()
+
+
+def open_page(browser: Browser, launched: tuple[Launched, EmulatorServer], width: int = 1280) -> Page:
+    """A new person: a fresh browser context has its own localStorage, hence its own history."""
+    page = browser.new_context(viewport={"width": width, "height": 900}).new_page()
+    page.set_default_timeout(TIMEOUT)
+    page.goto(launched[0].url)
+    # Ready once the history has loaded (the browser id is set by then).
+    expect(page.locator("#history-count")).to_contain_text("private to")
+    return page
+
+
+def choose(page: Page, names: list[str]) -> None:
+    for name, provider in PROVIDERS.items():
+        box = page.locator("#providers label", has_text=provider.label).locator("input")
+        if box.is_checked() != (name in names):
+            box.click()
+        expect(box).to_be_checked(checked=name in names)
+
+
+def set_slider(page: Page, elem_id: str, value: int) -> None:
+    number = page.locator(f"#{elem_id} input[type=number]")
+    number.fill(str(value))
+    number.press("Enter")
+    number.blur()
+    expect(page.locator(f"#{elem_id} input[type=range]")).to_have_value(str(value))
+
+
+def open_advanced(page: Page) -> None:
+    if not page.locator("#seed input").is_visible():
+        page.locator("#advanced").get_by_text("Advanced options").click()
+    expect(page.locator("#seed input")).to_be_visible()
+
+
+def generate(page: Page, prompt: str, providers: list[str]) -> None:
+    page.fill("#prompt textarea", prompt)
+    choose(page, providers)
+    page.press("#prompt textarea", "Control+Enter")  # the keyboard path is the one people use
+    for name in providers:
+        expect(page.locator(f"#result-{name} .fp-slot.done, #result-{name} .fp-slot.failed")).to_be_visible()
+
+
+def test_generate_with_two_providers(browser: Browser, launched: tuple[Launched, EmulatorServer]) -> None:
+    page = open_page(browser, launched)
+    # Plain Enter in the prompt is a new line, never a paid run.
+    page.fill("#prompt textarea", "a red fox")
+    page.press("#prompt textarea", "Enter")
+    page.wait_for_timeout(400)
+    expect(page.locator("#results-empty")).to_be_visible()
+    assert page.locator("#prompt textarea").input_value() == "a red fox\n"
+
+    generate(page, "a red fox in the snow", ["deepinfra", "segmind"])
+    for name in ("deepinfra", "segmind"):
+        column = page.locator(f"#result-{name}")
+        expect(column.locator(".fp-images img")).to_have_count(1)
+        expect(column.locator(".fp-caption")).to_contain_text(re.compile(r"seed \d+ · [\d.]+ s · est\. \$"))
+        assert ".png" in (column.locator(".fp-images img").get_attribute("src") or "")
+    expect(page.locator("#result-atlascloud")).to_be_hidden()
+    expect(page.locator("#results-empty")).to_be_hidden()
+    open_advanced(page)
+    seed = page.locator("#seed input").input_value()
+    expect(page.locator("#result-segmind .fp-caption")).to_contain_text(f"seed {seed} ")
+    expect(page.locator("#history button.thumbnail-item")).to_have_count(2)
+    page.screenshot(path=os.environ.get("UI_SCREENSHOT", "/tmp/ui-test.png"), full_page=True)
+    page.context.close()
+
+
+def test_price_table_follows_the_size(browser: Browser, launched: tuple[Launched, EmulatorServer]) -> None:
+    page = open_page(browser, launched)
+    prices = page.locator("#prices")
+    expect(prices.locator("tr[data-provider=deepinfra] .fp-amount")).to_have_text("$0.002")
+    expect(page.locator("#generate")).to_have_text("Generate · ≈ $0.002")
+    expect(prices.locator("tr.cheapest")).to_have_attribute("data-provider", "deepinfra")
+
+    set_slider(page, "width", 2048)
+    expect(prices.locator("tr[data-provider=deepinfra] .fp-amount")).to_have_text("$0.004")
+    expect(prices.locator("tr[data-provider=atlascloud]")).to_contain_text("nearest: 1536 × 1024")
+    expect(page.locator("#preset input[value=Custom]")).to_be_checked()
+
+    page.locator("#preset label", has_text="16:9").click()
+    expect(page.locator("#width input[type=number]")).to_have_value("1344")
+    expect(page.locator("#height input[type=number]")).to_have_value("768")
+    expect(prices.locator("tr[data-provider=atlascloud]")).not_to_contain_text("Cannot take")
+    page.click("#swap")
+    expect(page.locator("#width input[type=number]")).to_have_value("768")
+    expect(page.locator("#preset input[value='9:16']")).to_be_checked()
+    page.context.close()
+
+
+def test_reuse_settings_from_history_and_reload(
+    browser: Browser, launched: tuple[Launched, EmulatorServer]
+) -> None:
+    page = open_page(browser, launched)
+    page.locator("#preset label", has_text="3:2").click()
+    generate(page, "a lighthouse at dusk", ["segmind"])
+    open_advanced(page)
+    seed = page.locator("#seed input").input_value()
+
+    # Change everything, then bring it back from the history.
+    page.fill("#prompt textarea", "something else")
+    page.locator("#preset label", has_text="1:1").click()
+    choose(page, ["deepinfra"])
+    page.locator("#history button.thumbnail-item").first.click()
+    expect(page.locator("#details-text")).to_contain_text("a lighthouse at dusk")
+    expect(page.locator("#details-text")).to_contain_text("1216 × 832")
+    with page.expect_download() as download:
+        page.click("#download")
+    saved = Path(download.value.path())
+    assert download.value.suggested_filename.endswith(".png")
+    assert "a lighthouse at dusk" in read_png_text(saved.read_bytes())["parameters"]  # metadata kept
+    page.click("#reuse")
+    expect(page.locator("#prompt textarea")).to_have_value("a lighthouse at dusk")
+    expect(page.locator("#width input[type=number]")).to_have_value("1216")
+    expect(page.locator("#preset input[value='3:2']")).to_be_checked()
+    expect(page.locator("#seed input")).to_have_value(seed)
+    expect(page.locator("#random-seed input")).not_to_be_checked()
+    expect(page.locator("#providers label", has_text="Segmind").locator("input")).to_be_checked()
+    expect(page.locator("#providers label", has_text="DeepInfra").locator("input")).not_to_be_checked()
+
+    # The history belongs to this browser and survives a reload...
+    page.reload()
+    expect(page.locator("#history button.thumbnail-item")).to_have_count(1)
+    # ...and another person (another browser profile) does not see it.
+    stranger = open_page(browser, launched)
+    expect(stranger.locator("#history-count")).to_contain_text("No images yet")
+    expect(stranger.locator("#history button.thumbnail-item")).to_have_count(0)
+    stranger.context.close()
+    page.context.close()
+
+
+def test_a_failing_provider_shows_its_error_in_its_place(
+    browser: Browser, launched: tuple[Launched, EmulatorServer], server: EmulatorServer
+) -> None:
+    page = open_page(browser, launched)
+    server.inject("segmind", "credits")
+    generate(page, "a red fox", ["deepinfra", "segmind"])
+    expect(page.locator("#result-segmind .fp-error")).to_contain_text("out of credits")
+    expect(page.locator("#result-segmind .fp-error")).to_contain_text("Top up at the provider")
+    expect(page.locator("#result-deepinfra .fp-images img")).to_have_count(1)
+    page.context.close()
+
+
+def test_stop_ends_the_wait(browser: Browser, launched: tuple[Launched, EmulatorServer]) -> None:
+    page = open_page(browser, launched)
+    page.fill("#prompt textarea", "a slow fox [latency:5]")
+    choose(page, ["deepinfra"])
+    page.click("#generate")
+    expect(page.locator("#result-deepinfra .fp-skeleton")).to_contain_text(re.compile(r"\d\.\d s"))
+    page.click("#stop")
+    expect(page.locator("#result-deepinfra .fp-error")).to_contain_text("You stopped waiting")
+    expect(page.locator("#stop")).to_be_hidden()
+    page.context.close()
+
+
+def test_narrow_screen_stacks(browser: Browser, launched: tuple[Launched, EmulatorServer]) -> None:
+    page = open_page(browser, launched, width=390)
+    generate(page, "a red fox", ["deepinfra", "segmind"])
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390  # no sideways scrolling
+    controls, results = page.locator("#controls").bounding_box(), page.locator("#results").bounding_box()
+    assert controls and results and results["y"] > controls["y"]  # stacked, not side by side
+    page.screenshot(path=os.environ.get("UI_SCREENSHOT_MOBILE", "/tmp/ui-test-mobile.png"), full_page=True)
+    page.context.close()
