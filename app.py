@@ -19,6 +19,11 @@ def main() -> None:
     # httpx logs every request URL at INFO; provider job URLs are nobody's business in the Space logs.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     settings = Settings()
+    if os.getenv("SPACE_ID") and not settings.demo_mode and settings.daily_budget_usd is None:
+        logging.getLogger("flux_playground").warning(
+            "This Space generates on its owner's keys with no daily spend cap: anyone can spend them. "
+            "Set FLUX_PLAYGROUND_DAILY_BUDGET_USD (and FLUX_PLAYGROUND_PER_USER_DAILY_BUDGET_USD)."
+        )
     with contextlib.ExitStack() as stack:
         if settings.demo_mode:
             settings = stack.enter_context(start_demo(settings))

@@ -35,7 +35,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from .db import migrate, open_db, transaction
-from .images import make_thumbnail
+from .images import make_thumbnail, take_decoded, thumbnail_of
 from .models import GenerationRequest, GenerationResult
 
 __all__ = ["MAX_THUMBNAIL_BYTES", "History", "HistoryItem"]
@@ -195,7 +195,12 @@ class History:
                     )
                 )
                 _write_atomic(png, image.png)
-                _write_atomic(webp, _thumbnail(image.png))
+                # The Playground keeps the pixels it decoded: no need to decode the PNG again.
+                decoded = take_decoded(image)
+                thumb = thumbnail_of(decoded) if decoded is not None else None
+                if thumb is None or len(thumb) > MAX_THUMBNAIL_BYTES:
+                    thumb = _thumbnail(image.png)
+                _write_atomic(webp, thumb)
             _fsync_dir(folder)  # the renames must be durable before a row points at them
             with self._lock, transaction(self._conn):
                 self._conn.executemany(_INSERT, [_row(key, item) for item in items])

@@ -14,7 +14,9 @@ import ipaddress
 import math
 import socket
 import time
-from collections.abc import Awaitable, Callable, Mapping
+import urllib.request
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import httpx
@@ -49,12 +51,80 @@ def make_client(settings: Settings) -> httpx.AsyncClient:
         pool=settings.request_timeout,
     )
     # Atlas's own starter app sets a UA because Cloudflare rejects some default ones (PROVIDERS.md 1.1).
-    return httpx.AsyncClient(
-        timeout=timeout,
-        headers={"User-Agent": settings.user_agent},
-        follow_redirects=False,
-        limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200, keepalive_expiry=30),
-    )
+    options: dict[str, Any] = {
+        "timeout": timeout,
+        "headers": {"User-Agent": settings.user_agent},
+        "follow_redirects": False,
+    }
+    if any(scheme != "no" for scheme in urllib.request.getproxies()):
+        # httpx only reads proxy settings from the environment for its own default transport.
+        limits = httpx.Limits(
+            max_connections=1000, max_keepalive_connections=200, keepalive_expiry=_KEEPALIVE_S
+        )
+        return httpx.AsyncClient(limits=limits, **options)
+    return httpx.AsyncClient(transport=_ShardedTransport(_POOL_SHARDS, 1000, 200), **options)
+
+
+#: httpcore's pool does work quadratic in its number of connections each time it assigns a request or
+#: closes a response (every idle connection re-counts all the others): with 200 idle keep-alive
+#: connections, a burst of 200 requests cost over 20 s of CPU in one pool, about 0.05 s in 32 pools.
+_POOL_SHARDS = 32
+#: Idle connections are dropped well before a server's own keep-alive timeout would close them: a
+#: request sent on a connection the server is closing at that moment fails, and a billable POST is
+#: never retried, so the person would see an error for nothing.
+_KEEPALIVE_S = 15.0
+
+
+class _ShardedTransport(httpx.AsyncBaseTransport):
+    """Several connection pools, each with its share of the limits; a request goes to the least busy
+    one (the first on a tie, so one person's calls keep reusing the same warm connections)."""
+
+    def __init__(self, shards: int, max_connections: int, max_keepalive: int) -> None:
+        limits = httpx.Limits(
+            max_connections=max(1, max_connections // shards),
+            max_keepalive_connections=max(1, max_keepalive // shards),
+            keepalive_expiry=_KEEPALIVE_S,
+        )
+        self._pools = [httpx.AsyncHTTPTransport(limits=limits) for _ in range(shards)]
+        self._busy = [0] * shards
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        index = self._busy.index(min(self._busy))
+        self._busy[index] += 1
+        try:
+            response = await self._pools[index].handle_async_request(request)
+        except BaseException:
+            self._busy[index] -= 1
+            raise
+        assert isinstance(response.stream, httpx.AsyncByteStream)
+        return httpx.Response(
+            status_code=response.status_code,
+            headers=response.headers,
+            stream=_Release(response.stream, self._busy, index),
+            extensions=response.extensions,
+        )
+
+    async def aclose(self) -> None:
+        for pool in self._pools:
+            await pool.aclose()
+
+
+class _Release(httpx.AsyncByteStream):
+    """A response body that marks its pool as one request less busy once it is closed."""
+
+    def __init__(self, stream: httpx.AsyncByteStream, busy: list[int], index: int) -> None:
+        self._stream, self._busy, self._index = stream, busy, index
+        self._open = True
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self._stream:
+            yield chunk
+
+    async def aclose(self) -> None:
+        if self._open:
+            self._open = False
+            self._busy[self._index] -= 1
+        await self._stream.aclose()
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:

@@ -114,7 +114,9 @@ class Guard:
         finally:
             self._running.discard(fingerprint)
             # Whatever was not settled (cancelled, crashed mid-run) may have been billed: keep it.
-            for reservation in admission._reservations.values():
+            # popitem: a provider's settle may still be finishing in a worker thread right now.
+            while admission._reservations:
+                _, reservation = admission._reservations.popitem()
                 await asyncio.to_thread(self._settle, reservation, None)
 
     def check_size(self, request: GenerationRequest) -> None:

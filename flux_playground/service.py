@@ -26,7 +26,14 @@ from pydantic import SecretStr
 from . import __version__
 from .errors import MalformedResponse, PlaygroundError, ProviderFailed, ProviderTimeout
 from .http import UnsafeURL, download, make_client
-from .images import BadImage, a1111_parameters, decode_output_string, to_png_with_metadata, verify_image
+from .images import (
+    BadImage,
+    a1111_parameters,
+    decode_output_string,
+    keep_decoded,
+    to_png_with_metadata,
+    verify_image,
+)
 from .models import MAX_SEED, GeneratedImage, GenerationRequest, GenerationResult, Stage
 from .pricing import estimate_one, price_rules
 from .providers import CallContext, OutputItem, Provider, ProviderOutput, get_provider
@@ -237,7 +244,12 @@ class Playground:
                 ensure_ascii=False,
             )
             png = to_png_with_metadata(image, {"parameters": parameters, "flux_playground": provenance})
-            images.append(GeneratedImage(png=png, width=image.width, height=image.height, seed=seed))
+            generated = GeneratedImage(png=png, width=image.width, height=image.height, seed=seed)
+            if image.image is not None:
+                # History.add makes its thumbnail from these pixels rather than decoding the PNG again.
+                keep_decoded(generated, image.image)
+                image.image = None
+            images.append(generated)
         return GenerationResult(
             provider=provider.name,
             provider_label=provider.label,

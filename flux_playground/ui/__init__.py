@@ -4,8 +4,9 @@
     demo.queue(max_size=QUEUE_SIZE).launch(mcp_server=True, allowed_paths=allowed_paths(settings),
                                           **LAUNCH_KWARGS)
 
-Nothing here is module-level mutable state: the Playground (one shared HTTP client) and the
-History store are created per demo and closed over by its handlers.
+Nothing here is module-level mutable state: the Playground (one shared HTTP client), the History
+store and the Guard (spend caps and limits, limits.py) are created per demo and closed over by its
+handlers.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 import gradio as gr
 
 from ..history import History
+from ..limits import Guard
 from ..service import Playground
 from ..settings import Settings
 from .handlers import Handlers
@@ -35,6 +37,7 @@ def create_demo(
     *,
     playground: Playground | None = None,
     history: History | None = None,
+    guard: Guard | None = None,
     oauth: bool | None = None,
 ) -> gr.Blocks:
     """The page on top of `settings`. `oauth` defaults to whether the Space has OAuth on
@@ -45,6 +48,7 @@ def create_demo(
         history or History(settings.data_dir),
         # Created on first use (only the API and a failed history write need it).
         Path(tempfile.gettempdir()) / f"flux-playground-{secrets.token_hex(8)}",
+        guard or Guard(settings),
     )
     return build_blocks(settings, handlers, oauth=oauth_enabled() if oauth is None else oauth)
 

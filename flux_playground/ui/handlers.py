@@ -12,7 +12,7 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ from pydantic import SecretStr
 
 from ..errors import PlaygroundError
 from ..history import History, HistoryItem
+from ..limits import Guard
 from ..models import GenerationResult
 from ..providers import PROVIDERS
 from ..service import Playground
@@ -76,10 +77,21 @@ def _who(names: Sequence[str]) -> str:
 
 
 class Handlers:
-    def __init__(self, settings: Settings, playground: Playground, history: History, scratch: Path) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        playground: Playground,
+        history: History,
+        scratch: Path,
+        guard: Guard | None = None,
+    ) -> None:
         self.settings = settings
         self.playground = playground
         self.history = history
+        #: Spend caps, rates, sizes and duplicate clicks: every generation passes it (limits.py).
+        self.guard = guard or Guard(settings)
+        #: Set by the layout: drops the server-side session Gradio made for one stateless API call.
+        self.forget_session: Callable[[str], None] | None = None
         #: Where images of the stateless API (and of a failed history write) are written.
         self.scratch = scratch
 
@@ -163,6 +175,7 @@ class Handlers:
     async def generate_page(
         self,
         profile: gr.OAuthProfile | None,
+        request: gr.Request | None,
         prompt: str,
         providers: list[str] | None,
         width: float,
@@ -181,7 +194,7 @@ class Handlers:
         """Stream one run into the provider columns, saving each result to history on arrival."""
         try:
             names = check_providers(providers)
-            request = build_request(
+            wanted = build_request(
                 prompt, width, height, steps, None if random_seed else seed, num_images, sampler, scheduler
             )
         except PlaygroundError as exc:
@@ -190,7 +203,8 @@ class Handlers:
         try:
             first = True
             async for snap in run_generation(
-                self.playground, request, names, api_keys=self._api_keys(keys)
+                self.playground, wanted, names, api_keys=self._api_keys(keys), guard=self.guard,
+                person=spend_person(profile, request),
             ):
                 values: dict[str, Any] = {}
                 if first:
@@ -223,6 +237,8 @@ class Handlers:
                 yield _ordered(GENERATE_OUTPUTS, values)
         except (gr.Error, asyncio.CancelledError):
             raise
+        except PlaygroundError as exc:  # refused before any call: a limit, a cap, a size
+            raise gr.Error(exc.message, title="Not started") from None
         except Exception:
             log.exception("The page's generation failed")
             raise gr.Error(GENERIC_ERROR) from None
@@ -273,6 +289,8 @@ class Handlers:
         num_images: int = 1,
         sampler: str | None = None,
         scheduler: str | None = None,
+        profile: gr.OAuthProfile | None = None,
+        request: gr.Request | None = None,
     ) -> tuple[list[tuple[str, str]], dict[str, Any]]:
         """Generate images with FLUX.1 [schnell] at one or more hosted providers at once.
 
@@ -294,13 +312,41 @@ class Handlers:
             Every image captioned with provider, seed, latency and cost; a JSON summary per provider.
         """
         try:
+            fields = (prompt, providers, width, height, steps, seed, num_images, sampler, scheduler)
+            return await self._generate(*fields, profile, request)
+        finally:
+            # Gradio 6.31 builds a session (a copy of every component's config, ~170 KB here) for each
+            # /gradio_api/call request and keeps up to 10 000 of them: memory grew with every API call.
+            # This endpoint keeps nothing between calls, so its session goes once the call is answered
+            # (Gradio has already fetched the object it uses to render the answer).
+            session = getattr(request, "session_hash", None)
+            if self.forget_session is not None and isinstance(session, str):
+                self.forget_session(session)
+
+    async def _generate(
+        self,
+        prompt: str,
+        providers: list[str],
+        width: int,
+        height: int,
+        steps: int,
+        seed: int | None,
+        num_images: int,
+        sampler: str | None,
+        scheduler: str | None,
+        profile: gr.OAuthProfile | None,
+        request: gr.Request | None,
+    ) -> tuple[list[tuple[str, str]], dict[str, Any]]:
+        try:
             names = check_providers(providers)
-            request = build_request(prompt, width, height, steps, seed, num_images, sampler, scheduler)
+            wanted = build_request(prompt, width, height, steps, seed, num_images, sampler, scheduler)
         except PlaygroundError as exc:
             raise gr.Error(exc.message) from None
         try:
             last = None
-            async for snap in run_generation(self.playground, request, names):
+            async for snap in run_generation(
+                self.playground, wanted, names, guard=self.guard, person=spend_person(profile, request)
+            ):
                 last = snap
             assert last is not None
             gallery: list[tuple[str, str]] = []
@@ -321,6 +367,8 @@ class Handlers:
                 else:
                     entry["error"] = slot.error
                 summary["providers"][name] = entry
+        except PlaygroundError as exc:  # refused before any call: a limit, a cap, a size
+            raise gr.Error(exc.message) from None
         except Exception:
             log.exception("The API's generation failed")
             raise gr.Error(GENERIC_ERROR) from None
@@ -466,6 +514,22 @@ class Handlers:
         values = await self._history_values(identity, query, provider_filter, PAGE_SIZE)
         values |= dict(zip(DETAIL_OUTPUTS, self.details_values(None), strict=True))
         return _ordered([*HISTORY_OUTPUTS, *DETAIL_OUTPUTS], values)
+
+
+def spend_person(profile: gr.OAuthProfile | None, request: gr.Request | None) -> str:
+    """Who a run is counted against for rates, duplicate clicks and the per-person spend cap.
+
+    The signed-in Hugging Face user, else the client's address as uvicorn reports it. Never the
+    browser id: the browser chooses that one, so a fresh id per request would escape every limit.
+    On Spaces the address is the proxy's unless uvicorn trusts it (FORWARDED_ALLOW_IPS), so all
+    anonymous visitors may share one "ip:" person there; see docs/reliability.md.
+    """
+    username = getattr(profile, "username", None) if profile is not None else None
+    if isinstance(username, str) and username.strip():
+        return f"hf:{username}"
+    client = getattr(request, "client", None)
+    host = getattr(client, "host", None)
+    return f"ip:{host}" if isinstance(host, str) and host else "ip:unknown"
 
 
 def _money(value: Decimal | None) -> str | None:

@@ -138,9 +138,47 @@ def build_blocks(settings: Settings, handlers: Handlers, *, oauth: bool) -> gr.B
             api_name="generate",
             concurrency_limit=None,
             api_visibility="public",
+            # Raw JSON straight to the handler: Gradio's own preprocessing answers a string width or a
+            # null provider list with a bare TypeError (no message at all); parse_request words every
+            # problem instead. The page's own events keep Gradio's preprocessing.
+            preprocess=False,
         )
+    _unname_private_events(demo)
+    handlers.forget_session = lambda session: _forget_session(demo, session)
     blocks: gr.Blocks = demo
     return blocks
+
+
+def _forget_session(demo: gr.Blocks, session: str) -> None:
+    """Drop one session from Gradio's in-memory session store (only used for the stateless API).
+
+    Written against Gradio 6.31's StateHolder; if that changes, this does nothing, and
+    tests/ui/test_api.py (sessions do not pile up) says so.
+    """
+    holder = getattr(demo, "state_holder", None)
+    sessions = getattr(holder, "session_data", None)
+    lock = getattr(holder, "lock", None)
+    if not isinstance(sessions, dict) or lock is None:
+        return
+    with lock:
+        sessions.pop(session, None)
+        last_used = getattr(holder, "time_last_used", None)
+        if isinstance(last_used, dict):
+            last_used.pop(session, None)
+
+
+def _unname_private_events(demo: gr.Blocks) -> None:
+    """Make the page's own events callable only the way the page calls them.
+
+    Gradio 6.31 still routes `POST /gradio_api/call/<api_name>` to an event marked
+    api_visibility="private" (it only hides it from /gradio_api/info and the clients), so anyone could
+    start `generate_page` or `delete` by name. Without a name those routes cannot find them; the page
+    calls its events by index through the queue, which is unaffected. Every history event still
+    checks the owner itself; this only keeps the surface to the one documented API.
+    """
+    for fn in demo.fns.values():
+        if fn.api_visibility == "private":
+            fn.api_name = None
 
 
 def _controls(ui: dict[str, Any], settings: Settings) -> None:

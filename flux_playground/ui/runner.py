@@ -4,6 +4,13 @@
 at once and yields a snapshot whenever something happens, and at least every `tick` seconds while
 waiting, so the page can show elapsed time per provider. Cancelling the iteration (Stop, a closed
 tab) cancels every provider call.
+
+Before any provider is called the run passes the owner's Guard (limits.py): size, duplicate click,
+request rate and the spend caps, with the request as the person sent it (seed unresolved, so two
+clicks on "random" are the same request). Only providers billed to the server's keys are charged:
+not in demo mode (the emulator bills nothing) and not when the person pasted their own key. Each
+provider's share is settled as its outcome arrives: the reported cost (else the estimate) for a
+result, the estimate for a failure the provider may have billed, nothing for one it did not.
 """
 
 from __future__ import annotations
@@ -12,12 +19,16 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field, replace
+from decimal import Decimal
 
 from pydantic import SecretStr
 
 from ..errors import InvalidRequest, PlaygroundError
+from ..limits import Admission, Guard
 from ..models import GenerationRequest, GenerationResult, parse_request
+from ..pricing import estimate_one, price_rules
 from ..providers import PROVIDERS
 from ..service import Outcome, Playground, ProgressEvent, resolve_seed
 from ..settings import Settings
@@ -27,6 +38,7 @@ __all__ = [
     "RunSnapshot",
     "Slot",
     "build_request",
+    "charges_for",
     "check_providers",
     "request_for",
     "run_generation",
@@ -103,11 +115,11 @@ def build_request(
 ) -> GenerationRequest:
     """Form values to a request; a seed of None or below 0 means random. Raises InvalidRequest."""
     fields: dict[str, object] = {
-        "prompt": prompt or "",
+        "prompt": "" if prompt is None else prompt,
         "width": _whole(width),
         "height": _whole(height),
         "steps": _whole(steps),
-        "seed": None if seed is None or seed < 0 else _whole(seed),
+        "seed": None if seed is None or _negative(seed) else _whole(seed),
         "num_images": _whole(num_images),
         "sampler": sampler or None,
         "scheduler": scheduler or None,
@@ -115,20 +127,39 @@ def build_request(
     return parse_request(fields)
 
 
-def _whole(value: float | int) -> int | float:
-    # Sliders and Number send floats; an integral float becomes an int so pydantic accepts it,
-    # anything else is passed through and refused with a readable message.
-    return int(value) if float(value).is_integer() else value
+def _whole(value: object) -> object:
+    # Sliders and Number send floats; an integral float becomes an int so pydantic accepts it.
+    # Anything else (a string, NaN, a list, a bool from the raw API) is passed through unchanged and
+    # refused by parse_request with a readable message.
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
 
 
-def check_providers(providers: Sequence[str] | None) -> list[str]:
+def _negative(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value < 0
+
+
+def check_providers(providers: object) -> list[str]:
+    """The chosen provider names, deduplicated, or InvalidRequest saying what to send instead."""
+    if isinstance(providers, str):
+        providers = [providers]
+    if providers is not None and not (
+        isinstance(providers, list | tuple) and all(isinstance(name, str) for name in providers)
+    ):
+        raise InvalidRequest(
+            f'Providers must be a list of provider names, e.g. ["deepinfra"]; choose from: '
+            f"{', '.join(PROVIDERS)}.",
+            field="providers",
+        )
     names = list(dict.fromkeys(providers or []))
     if not names:
         raise InvalidRequest("Choose at least one provider.", field="providers")
     unknown = [name for name in names if name not in PROVIDERS]
     if unknown:
+        shown = ", ".join(repr(name[:40]) for name in unknown[:3]) + (", …" if len(unknown) > 3 else "")
         raise InvalidRequest(
-            f"Unknown provider {', '.join(unknown)}. Choose from: {', '.join(PROVIDERS)}.",
+            f"Unknown provider {shown}. Choose from: {', '.join(PROVIDERS)}.",
             field="providers",
         )
     return names
@@ -147,62 +178,122 @@ def request_for(provider: str, request: GenerationRequest, settings: Settings) -
     return request.model_copy(update=update) if update else request
 
 
+def charges_for(
+    settings: Settings,
+    request: GenerationRequest,
+    providers: Sequence[str],
+    api_keys: Mapping[str, SecretStr | None] | None = None,
+) -> dict[str, Decimal | None]:
+    """The estimated cost at each provider that bills the owner's key (None: price unknown).
+
+    Left out: everything in demo mode (the emulator bills nothing), providers the person pasted a
+    key for (they pay), and providers with no server key (the run fails with MissingKey unbilled).
+    """
+    if settings.demo_mode:
+        return {}
+    rules = price_rules(settings)
+    charges: dict[str, Decimal | None] = {}
+    for name in providers:
+        own = (api_keys or {}).get(name)
+        if own is not None and own.get_secret_value().strip():
+            continue
+        if PROVIDERS[name].server_key(settings) is None:
+            continue
+        charges[name] = estimate_one(rules.get(name), request_for(name, request, settings))
+    return charges
+
+
 async def run_generation(
     playground: Playground,
     request: GenerationRequest,
     providers: Sequence[str],
     *,
     api_keys: Mapping[str, SecretStr | None] | None = None,
+    guard: Guard | None = None,
+    person: str | None = None,
     tick: float = 0.5,
 ) -> AsyncIterator[RunSnapshot]:
-    """Run `request` at every provider concurrently; yield snapshots until all have answered."""
-    request = resolve_seed(request)  # once, so every provider gets the same seed
+    """Run `request` at every provider concurrently; yield snapshots until all have answered.
+
+    With a `guard`, the run is admitted for `person` first: LimitExceeded or InvalidRequest is
+    raised before the first snapshot, and before any provider is called.
+    """
     settings = playground.settings
-    loop = asyncio.get_running_loop()
-    started = time.monotonic()
-    slots = {name: Slot(name, PROVIDERS[name].label, started) for name in providers}
-    events: asyncio.Queue[ProgressEvent | Outcome] = asyncio.Queue()
+    async with AsyncExitStack() as stack:
+        admission: Admission | None = None
+        charges: dict[str, Decimal | None] = {}
+        if guard is not None:
+            if not person:
+                raise ValueError("a guarded run needs the person it is charged to")
+            charges = charges_for(settings, request, providers, api_keys)
+            # As sent (seed unresolved): two clicks on "random" are recognised as one request.
+            admission = await stack.enter_async_context(guard.admit(person, request, providers, charges))
+        request = resolve_seed(request)  # once, so every provider gets the same seed
+        loop = asyncio.get_running_loop()
+        started = time.monotonic()
+        slots = {name: Slot(name, PROVIDERS[name].label, started) for name in providers}
+        events: asyncio.Queue[ProgressEvent | Outcome] = asyncio.Queue()
 
-    def on_progress(event: ProgressEvent) -> None:
-        # Safe from any thread; today every call comes from the event loop.
-        loop.call_soon_threadsafe(events.put_nowait, event)
+        def on_progress(event: ProgressEvent) -> None:
+            # Safe from any thread; today every call comes from the event loop.
+            loop.call_soon_threadsafe(events.put_nowait, event)
 
-    async def one(name: str) -> None:
-        # One generate_many per provider: a bug in one provider's path then fails only its slot
-        # instead of ending the whole iteration, and each provider can get its own request.
+        async def settle(outcome: Outcome) -> None:
+            if admission is None or outcome.provider not in charges:
+                return
+            estimate = charges[outcome.provider]
+            if outcome.result is not None:
+                result = outcome.result
+                cost = result.reported_cost_usd
+                if cost is None:
+                    cost = result.estimated_cost_usd
+                await asyncio.to_thread(admission.settle, outcome.provider, cost=cost, billed=True)
+            elif outcome.error is not None:
+                await asyncio.to_thread(
+                    admission.settle, outcome.provider, cost=estimate, billed=outcome.error.billed
+                )
+
+        async def one(name: str) -> None:
+            # One generate_many per provider: a bug in one provider's path then fails only its slot
+            # instead of ending the whole iteration, and each provider can get its own request.
+            try:
+                async for outcome in playground.generate_many(
+                    request_for(name, request, settings),
+                    [name],
+                    api_keys={name: (api_keys or {}).get(name)},
+                    on_progress=on_progress,
+                ):
+                    try:
+                        await settle(outcome)
+                    except Exception:  # the ledger failing must not lose the image; the estimate stays
+                        log.exception("Could not settle the spend of %s", name)
+                    events.put_nowait(outcome)
+            except Exception:
+                # Unknown whether it was billed: left unsettled, the reservation keeps the estimate.
+                log.exception("Unexpected failure while generating with %s", name)
+                events.put_nowait(Outcome(name, error=PlaygroundError(GENERIC_ERROR)))
+
+        tasks = [asyncio.create_task(one(name)) for name in providers]
+        # One pending get() kept across ticks: cancelling a get() on timeout could drop an event.
+        getter: asyncio.Task[ProgressEvent | Outcome] | None = None
         try:
-            async for outcome in playground.generate_many(
-                request_for(name, request, settings),
-                [name],
-                api_keys={name: (api_keys or {}).get(name)},
-                on_progress=on_progress,
-            ):
-                events.put_nowait(outcome)
-        except Exception:
-            log.exception("Unexpected failure while generating with %s", name)
-            events.put_nowait(Outcome(name, error=PlaygroundError(GENERIC_ERROR)))
-
-    tasks = [asyncio.create_task(one(name)) for name in providers]
-    # One pending get() kept across ticks: cancelling a get() on timeout could drop an event.
-    getter: asyncio.Task[ProgressEvent | Outcome] | None = None
-    try:
-        yield RunSnapshot(request, _copy(slots), now=time.monotonic())
-        while not all(slot.finished for slot in slots.values()):
-            getter = getter or asyncio.create_task(events.get())
-            done, _ = await asyncio.wait({getter}, timeout=tick)  # no event: yield anyway (ticks)
-            batch: list[ProgressEvent | Outcome] = []
-            if done:
-                batch.append(getter.result())
-                getter = None
-            while not events.empty():
-                batch.append(events.get_nowait())
-            now = time.monotonic()
-            arrived = [name for name in (_apply(slots, item, now) for item in batch) if name]
-            yield RunSnapshot(request, _copy(slots), arrived, now)
-    finally:
-        for task in [*tasks, *([getter] if getter else [])]:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+            yield RunSnapshot(request, _copy(slots), now=time.monotonic())
+            while not all(slot.finished for slot in slots.values()):
+                getter = getter or asyncio.create_task(events.get())
+                done, _ = await asyncio.wait({getter}, timeout=tick)  # no event: yield anyway (ticks)
+                batch: list[ProgressEvent | Outcome] = []
+                if done:
+                    batch.append(getter.result())
+                    getter = None
+                while not events.empty():
+                    batch.append(events.get_nowait())
+                now = time.monotonic()
+                arrived = [name for name in (_apply(slots, item, now) for item in batch) if name]
+                yield RunSnapshot(request, _copy(slots), arrived, now)
+        finally:
+            for task in [*tasks, *([getter] if getter else [])]:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def _copy(slots: dict[str, Slot]) -> dict[str, Slot]:

@@ -73,4 +73,5 @@ LAUNCH_KWARGS: dict[str, Any] = {
     "run_history": False,  # nothing of a run (prompt, pasted keys) is kept in the browser by Gradio
     "footer_links": ["api", "gradio", "settings"],
     "max_threads": 200,  # caps concurrent events, async ones too (GRADIO6.md §5)
+    "max_file_size": "1mb",  # the page uploads nothing; Gradio's upload route would take any size
 }

@@ -105,3 +105,18 @@ def test_generations_run_concurrently(launched: tuple[Launched, EmulatorServer])
     ]
     assert all(len(job.result()[0]) == 1 for job in jobs)
     assert time.monotonic() - started < 3.0
+
+
+def test_api_calls_do_not_pile_up_sessions(launched: tuple[Launched, EmulatorServer]) -> None:
+    """Gradio keeps a session (~170 KB here) per /gradio_api/call request, up to 10 000 of them; the
+    stateless API drops its own, so memory stays flat however many calls come (docs/reliability.md)."""
+    from .appclient import call_api
+
+    url, demo = launched[0].url, launched[0].demo
+    before = len(demo.state_holder.session_data)
+    for i in range(5):
+        answer = call_api(url, "generate", [f"fox {i}", ["deepinfra"], 512, 512, 1, -1, 1, "", ""])
+        assert answer.event == "complete"
+    refused = call_api(url, "generate", ["", ["deepinfra"], 512, 512, 1, -1, 1, "", ""])
+    assert refused.event == "error"
+    assert len(demo.state_holder.session_data) == before

@@ -230,7 +230,8 @@ async def collect(handlers: Handlers, prompt: str, providers: list[str], **kw: A
     keys = args.pop("keys", ())
     updates = []
     async for values in handlers.generate_page(
-        None,
+        args.pop("profile", None),
+        args.pop("request", None),
         prompt,
         providers,
         args["width"],

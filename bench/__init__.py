@@ -1,0 +1,1 @@
+"""Benchmarks: `python -m bench.run_all [--quick] [--out docs/benchmarks.md]` (see docs/benchmarks.md)."""

@@ -1,0 +1,99 @@
+"""Serve the real page for the HTTP and browser benchmarks, in its own process.
+
+    python -m bench._serve --port P --emulator http://127.0.0.1:E --data DIR --mode tuned|naive|floor
+
+`tuned`: the app exactly as `app.py` launches it (`create_demo(settings)`, `queue(max_size=QUEUE_SIZE)`,
+`LAUNCH_KWARGS`), with every provider pointed at the benchmark's emulator process.
+
+`naive`: the same Blocks with Gradio's defaults put back: every event's `concurrency_limit` set to
+"default" (so `queue(default_concurrency_limit=1)` applies: one generation at a time per event) and
+`max_threads` left at Gradio's default of 40. Nothing else differs.
+
+`floor`: not the app. A Blocks with one `async def` endpoint `/generate` that sleeps for the provider
+latency and returns a short text, launched like `tuned`: what Gradio's queue costs on its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import SecretStr
+
+from flux_playground.settings import Settings
+
+PROVIDERS = ("atlascloud", "segmind", "deepinfra")
+
+
+def _settings(emulator: str, data: Path) -> Settings:
+    values: dict[str, object] = {"data_dir": data, "demo": True}
+    for name in PROVIDERS:
+        values[f"{name}_base_url"] = f"{emulator}/{name}"
+        values[f"{name}_api_key"] = SecretStr("bench-key")
+    return Settings(_env_file=None, **values)  # type: ignore[arg-type]
+
+
+def _floor(latency: float) -> Any:
+    import gradio as gr
+
+    async def generate(prompt: str) -> str:
+        await asyncio.sleep(latency)
+        return f"done: {prompt[:20]}"
+
+    with gr.Blocks() as demo:
+        box = gr.Textbox()
+        out = gr.Textbox()
+        box.submit(generate, box, out, api_name="generate", concurrency_limit=None)
+    return demo
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--emulator", required=True)
+    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--mode", choices=("tuned", "naive", "floor"), default="tuned")
+    parser.add_argument("--latency", type=float, default=1.0)
+    parser.add_argument("--status-update-rate", default="auto")
+    parser.add_argument("--ready", type=Path, help="a file to create once launch() has returned")
+    args = parser.parse_args()
+    os.chdir(args.data)
+
+    from flux_playground.ui import LAUNCH_KWARGS, QUEUE_SIZE, allowed_paths, create_demo
+
+    settings = _settings(args.emulator, args.data)
+    kwargs = dict(LAUNCH_KWARGS)
+    if args.mode == "floor":
+        demo = _floor(args.latency)
+        demo.queue(max_size=QUEUE_SIZE)
+    else:
+        demo = create_demo(settings, oauth=False)
+        if args.mode == "naive":
+            for fn in demo.fns.values():
+                fn.concurrency_limit = "default"
+            kwargs.pop("max_threads", None)
+            demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=1)
+        elif args.status_update_rate != "auto":  # an experiment, not what app.py does
+            demo.queue(max_size=QUEUE_SIZE, status_update_rate=float(args.status_update_rate))
+        else:
+            demo.queue(max_size=QUEUE_SIZE)
+    demo.launch(
+        server_name="127.0.0.1",
+        server_port=args.port,
+        mcp_server=True,
+        allowed_paths=allowed_paths(settings),
+        quiet=True,
+        prevent_thread_lock=True,
+        **kwargs,
+    )
+    # launch() checks the server after it starts answering; load must wait until it has returned.
+    if args.ready is not None:
+        args.ready.write_text("ready")
+    demo.block_thread()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,222 @@
+"""Benchmark 2: N simultaneous generations through the real HTTP API (Gradio's queue).
+
+Three processes: the emulator (DeepInfra at 1 s), the app (`bench._serve`), and this load generator,
+which sends N `POST /gradio_api/call/generate` at once and reads each event's SSE stream until
+`complete`. Wall time from the first POST to the last `complete`, as a ratio to the 1 s latency.
+Beside it, in the same run: the same app with Gradio's default concurrency (`--mode naive`), and
+Gradio's own floor (`--mode floor`: an endpoint that only sleeps 1 s).
+
+    python -m bench.concurrency [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from .common import REPO, EmulatorProcess, bench_env, free_port, temp_dir, wait_http_ok
+
+__all__ = ["AppProcess", "run"]
+
+PROVIDER = "deepinfra"
+
+
+class AppProcess:
+    """`python -m bench._serve` on a free port; stopped (its own pid only) on exit."""
+
+    def __init__(self, emulator: EmulatorProcess, data: Path, mode: str, latency: float) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._ready = data / ".bench-ready"
+        self._cmd = [
+            sys.executable, "-m", "bench._serve", "--port", str(self.port), "--emulator", emulator.url,
+            "--data", str(data), "--mode", mode, "--latency", str(latency), "--ready", str(self._ready),
+        ]  # fmt: skip
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._log = tempfile.TemporaryFile()
+        self.startup_s = 0.0
+
+    def __enter__(self) -> AppProcess:
+        env = bench_env(GRADIO_SERVER_PORT=str(self.port))
+        self._proc = subprocess.Popen(
+            self._cmd, cwd=REPO, env=env, stdout=self._log, stderr=subprocess.STDOUT
+        )
+        try:
+            self.startup_s = wait_http_ok(f"{self.url}/", timeout=120.0, proc=self._proc)
+            deadline = time.monotonic() + 120.0
+            while not self._ready.exists():
+                if self._proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("the app did not finish launching")
+                time.sleep(0.02)
+        except BaseException:
+            self._log.seek(0)
+            sys.stderr.write(self._log.read().decode(errors="replace")[-4000:])
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._proc is not None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait(5)
+            self._proc = None
+        self._log.close()
+
+
+def _payload(mode: str, n: int, latency: float, session: str | None) -> dict[str, Any]:
+    if mode == "floor":
+        return {"data": [f"a lighthouse at dusk, run {n}"], "session_hash": session}
+    # (prompt, providers, width, height, steps, seed, num_images, sampler, scheduler). Every request
+    # differs (the app refuses an identical request while one runs: a double click), but only in a
+    # latency directive the emulator strips before drawing, so it renders one image and serves it
+    # from its cache: its CPU stays out of the measurement.
+    prompt = f"a lighthouse at dusk [latency:{latency + n * 1e-9:.9f}]"
+    return {"data": [prompt, [PROVIDER], 1024, 1024, 4, 1234, 1, None, None], "session_hash": session}
+
+
+class _Connection:
+    """Just enough HTTP/1.1 over asyncio streams for POST + SSE on loopback.
+
+    httpx spent ~29 ms of CPU per generation in the load generator at N=200 (its pool and
+    line iteration), more than the server under test, so the client would have been what was
+    measured. This costs well under 1 ms per generation.
+    """
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host: str) -> None:
+        self.reader, self.writer, self.host = reader, writer, host
+
+    @classmethod
+    async def open(cls, url: str) -> _Connection:
+        parts = urlsplit(url)
+        reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+        return cls(reader, writer, parts.netloc)
+
+    async def request(self, method: str, path: str, body: bytes = b"") -> dict[str, str]:
+        head = f"{method} {path} HTTP/1.1\r\nHost: {self.host}\r\nContent-Length: {len(body)}\r\n"
+        if body:
+            head += "Content-Type: application/json\r\n"
+        self.writer.write(head.encode() + b"\r\n" + body)
+        status = (await self.reader.readline()).decode()
+        if not status.startswith("HTTP/1.1 200"):
+            raise RuntimeError(f"{method} {path}: {status.strip()}")
+        headers: dict[str, str] = {}
+        while (line := await self.reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.decode().partition(":")
+            headers[name.strip().lower()] = value.strip()
+        return headers
+
+    async def body(self, headers: dict[str, str]) -> bytes:
+        if "content-length" in headers:
+            return await self.reader.readexactly(int(headers["content-length"]))
+        return b"".join([chunk async for chunk in self.chunks()])
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        while True:
+            size = int((await self.reader.readline()).split(b";")[0], 16)
+            if size == 0:
+                return
+            yield await self.reader.readexactly(size)
+            await self.reader.readexactly(2)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+async def _one(url: str, mode: str, n: int, latency: float, session: str | None) -> tuple[bool, str]:
+    connection = await _Connection.open(url)
+    try:
+        headers = await connection.request(
+            "POST", "/gradio_api/call/generate", json.dumps(_payload(mode, n, latency, session)).encode()
+        )
+        event_id = json.loads(await connection.body(headers))["event_id"]
+        headers = await connection.request("GET", f"/gradio_api/call/generate/{event_id}")
+        if "content-length" in headers:  # not a stream: an error page
+            return False, (await connection.body(headers)).decode(errors="replace")[:200]
+        buffer, event = b"", ""
+        async for chunk in connection.chunks():
+            buffer += chunk
+            *lines, buffer = buffer.split(b"\n")
+            for raw in lines:
+                line = raw.decode().rstrip("\r")
+                if line.startswith("event:"):
+                    event = line.split(":", 1)[1].strip()
+                elif line.startswith("data:") and event in ("complete", "error"):
+                    return event == "complete", f"{event}: {line[5:].strip()[:200]}"
+        return False, f"stream ended after {event!r}"
+    finally:
+        connection.close()
+
+
+async def _round(url: str, mode: str, latency: float, sessions: list[str], offset: int) -> dict[str, Any]:
+    started = time.perf_counter()
+    calls = (_one(url, mode, offset + i, latency, session) for i, session in enumerate(sessions))
+    outcomes = await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True), timeout=900)
+    wall = time.perf_counter() - started
+    failures = [
+        repr(o) if isinstance(o, BaseException) else o[1]
+        for o in outcomes
+        if not (isinstance(o, tuple) and o[0])
+    ]
+    return {
+        "wall_s": round(wall, 3),
+        "ratio": round(wall / latency, 2),
+        "failed": len(failures),
+        "first_failure": failures[0][:200] if failures else None,
+    }
+
+
+async def _load(url: str, mode: str, n: int, latency: float, open_sessions: bool) -> dict[str, Any]:
+    """N calls at once from N new sessions (what raw `/call/` clients are: Gradio builds a session
+    state for each), then, if asked, the same N sessions again (N people whose page is already open)."""
+    await _one(url, mode, 10_000 + n, latency, None)  # warm-up: first-call imports and caches
+    sessions = [secrets.token_hex(8) for _ in range(n)]
+    figures = {"n": n, **await _round(url, mode, latency, sessions, 0)}
+    if open_sessions:
+        again = await _round(url, mode, latency, sessions, n)
+        figures |= {f"open_{key}": value for key, value in again.items()}
+    return figures
+
+
+@contextlib.contextmanager
+def _app(emulator: EmulatorProcess, mode: str, latency: float) -> Iterator[AppProcess]:
+    with temp_dir(f"bench-app-{mode}-") as data, AppProcess(emulator, data, mode, latency) as app:
+        yield app
+
+
+async def _series(url: str, mode: str, sizes: tuple[int, ...], latency: float) -> dict[str, Any]:
+    # The naive app is serial: a second round would double minutes of waiting and show nothing new.
+    return {f"n{n}": await _load(url, mode, n, latency, open_sessions=mode != "naive") for n in sizes}
+
+
+def run(quick: bool = False) -> dict[str, Any]:
+    latency = 0.2 if quick else 1.0
+    sizes = (1, 5) if quick else (1, 50, 200)
+    naive_sizes = (1, 5) if quick else (1, 50)  # serial: 200 would take over 200 s
+    figures: dict[str, Any] = {"latency_s": latency, "provider": PROVIDER, "size": "1024x1024"}
+    with EmulatorProcess(latency) as emulator:
+        for mode, ns in (("tuned", sizes), ("naive", naive_sizes), ("floor", sizes)):
+            with _app(emulator, mode, latency) as app:
+                figures[mode] = asyncio.run(_series(app.url, mode, ns, latency))
+                figures[mode]["startup_s"] = round(app.startup_s, 2)
+    return figures
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true")
+    print(json.dumps(run(parser.parse_args().quick), indent=2))

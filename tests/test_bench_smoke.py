@@ -1,0 +1,80 @@
+"""The benchmark suite runs (`python -m bench.run_all --quick`) and reports every figure it promises.
+
+Never a timing assertion: benchmarks are scripts (docs/benchmarks.md), this only keeps them working.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+EXPECTED: dict[str, set[str]] = {
+    "added_latency": {
+        "cells",
+        "loop_stall_max_ms",
+        "loop_stall_own_max_ms",
+        "added_1024_p50_ms",
+        "added_1024_p95_ms",
+        "profile_1024",
+    },
+    "polling": {"ours", "sample_code"},
+    "side_by_side": {
+        "generate_many_p50_s",
+        "alone_p50_s",
+        "ratio_to_slowest_latency",
+        "ratio_to_slowest_alone",
+        "ratio_to_sum",
+    },
+    "history_scale": {
+        "items",
+        "first_page",
+        "search_p95_ms",
+        "thumb_max_kb",
+        "thumb_noise_kb",
+        "page_bytes_mb",
+        "open_with_items_ms",
+    },
+    "startup": {
+        "app_to_first_page_s",
+        "import_flux_playground_ms",
+        "import_flux_playground_service_ms",
+    },
+    "concurrency": {"tuned", "naive", "floor"},
+    "browser": {"click_to_image_p50_s", "click_to_image_max_s"},
+}
+CELL = {"added", "emulator_floor_p50_ms", "loop_stall_own_max_ms", "breakdown_p50_ms"}
+
+
+@pytest.mark.browser  # the browser benchmark drives Chromium, like the page's browser tests
+def test_quick_run_writes_every_figure(tmp_path: Path) -> None:
+    out, raw = tmp_path / "benchmarks.md", tmp_path / "figures.json"
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.run_all", "--quick", "--out", str(out), "--json", str(raw)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    results = json.loads(raw.read_text())["results"]
+    for name, keys in EXPECTED.items():
+        assert "error" not in results[name], results[name]
+        assert keys <= set(results[name]), (name, keys - set(results[name]))
+    for cell in results["added_latency"]["cells"].values():
+        assert CELL <= set(cell)
+    for side in ("ours", "sample_code"):
+        assert set(results["polling"][side]) == {"short", "long"}
+    for mode in ("tuned", "naive", "floor"):
+        assert {"n1", "startup_s"} <= set(results["concurrency"][mode])
+    text = out.read_text()
+    for heading in ("# Benchmarks", "## Targets", "cores", "python", "python -m bench.run_all --quick"):
+        assert heading in text

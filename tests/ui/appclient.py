@@ -1,0 +1,125 @@
+"""Plain-HTTP helpers for driving a launched app the way a browser or an API caller does.
+
+    call_api(url, "generate", [...])          POST /gradio_api/call/generate, then read its SSE answer
+    run_page_event(url, fn_index, [...])      POST /gradio_api/queue/join as the page does, then read
+                                              /gradio_api/queue/data until the event completes
+    page_fn_index(url, "generate")            the page's event bound to the element with that elem_id
+
+No gradio_client: these are the raw routes, so a test sees exactly what any caller would.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import socket
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+__all__ = ["ApiAnswer", "PageRun", "call_api", "free_port", "page_fn_index", "run_page_event"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class ApiAnswer:
+    status: int  # of the POST
+    event: str | None  # "complete", "error", or None when the POST itself was refused
+    data: Any
+    text: str  # everything the server sent, for leak and traceback checks
+
+
+def call_api(
+    url: str, api_name: str, data: list[Any], *, timeout: float = 60.0, client: httpx.Client | None = None
+) -> ApiAnswer:
+    """One call of a public endpoint through /gradio_api/call/<name> and its SSE stream."""
+    http = client or httpx.Client(timeout=timeout)
+    try:
+        # json.dumps, not httpx's encoder: NaN and Infinity are sent as a raw caller could send them.
+        posted = http.post(
+            f"{url.rstrip('/')}/gradio_api/call/{api_name}",
+            content=json.dumps({"data": data}),
+            headers={"content-type": "application/json"},
+        )
+        if posted.status_code != 200:
+            return ApiAnswer(posted.status_code, None, None, posted.text)
+        event_id = posted.json()["event_id"]
+        event, payload, text = None, None, ""
+        with http.stream("GET", f"{url.rstrip('/')}/gradio_api/call/{api_name}/{event_id}") as stream:
+            current = None
+            for line in stream.iter_lines():
+                text += line + "\n"
+                if line.startswith("event:"):
+                    current = line.partition(":")[2].strip()
+                elif line.startswith("data:") and current in ("complete", "error"):
+                    event, payload = current, json.loads(line.partition(":")[2])
+                    break
+        return ApiAnswer(200, event, payload, text)
+    finally:
+        if client is None:
+            http.close()
+
+
+@dataclass
+class PageRun:
+    success: bool
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    text: str = ""
+
+    @property
+    def error(self) -> Any:
+        done = self.messages[-1] if self.messages else {}
+        return (done.get("output") or {}).get("error")
+
+
+def run_page_event(
+    url: str,
+    fn_index: int,
+    data: list[Any],
+    *,
+    timeout: float = 60.0,
+    session_hash: str | None = None,
+    sink: list[str] | None = None,
+) -> PageRun:
+    """Start one of the page's (private) events through the queue, exactly as the page does.
+
+    `sink` receives every streamed message as it arrives (to see what a client got before a crash).
+    """
+    session = session_hash or secrets.token_hex(8)
+    base = url.rstrip("/")
+    with httpx.Client(timeout=timeout) as http:
+        joined = http.post(
+            f"{base}/gradio_api/queue/join",
+            json={"data": data, "fn_index": fn_index, "session_hash": session, "event_data": None},
+        )
+        joined.raise_for_status()
+        run = PageRun(False)
+        with http.stream("GET", f"{base}/gradio_api/queue/data", params={"session_hash": session}) as stream:
+            for line in stream.iter_lines():
+                if not line.startswith("data:"):
+                    continue
+                run.text += line + "\n"
+                if sink is not None:
+                    sink.append(line)
+                message = json.loads(line[5:])
+                run.messages.append(message)
+                if message.get("msg") in ("process_completed", "unexpected_error"):
+                    run.success = bool(message.get("success"))
+                    break
+        return run
+
+
+def page_fn_index(url: str, elem_id: str, event: str = "click") -> int:
+    """The index of the page's event fired by `event` on the component with this elem_id."""
+    config = httpx.get(f"{url.rstrip('/')}/config", timeout=30).json()
+    ids = [c["id"] for c in config["components"] if c.get("props", {}).get("elem_id") == elem_id]
+    for index, dependency in enumerate(config["dependencies"]):
+        if any(target[0] in ids and target[1] == event for target in dependency["targets"]):
+            return int(dependency.get("id", index))
+    raise LookupError(f"no {event} event on #{elem_id}")
