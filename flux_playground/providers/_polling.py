@@ -3,7 +3,7 @@
 A fixed 2–3 s sleep (the providers' sample code) adds on average half the interval to every image.
 Polling every 100 ms wastes requests on a 10 s job. So: with no history, start at 100 ms and grow by
 1.5× up to 1 s; once we know how long jobs take, sleep in halving jumps towards the expected finish,
-poll every 100 ms around it, and back off again if the job runs long.
+poll every 50–100 ms around it (1 % of the expected time), and back off again if the job runs long.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ _GROWTH = 1.5
 # Dense polling starts this fraction of the expected duration in, and lasts until this fraction.
 _WINDOW_START = 0.93
 _WINDOW_END = 1.3
+_DENSE_FRACTION = 0.01
 
 
 @dataclass
@@ -40,6 +41,8 @@ class PollSchedule:
         if elapsed < window_start - FAST_S:
             return min(max(FAST_S, (window_start - elapsed) / 2), 2 * MAX_S)
         if elapsed <= expected * _WINDOW_END:
-            return FAST_S
+            # Short jobs: poll every 50 ms around the finish; a 10 s job's window is longer, so it
+            # keeps 100 ms and stays within about 20 polls.
+            return min(FAST_S, max(FAST_S / 2, expected * _DENSE_FRACTION))
         # Longer than usual: back off in proportion to the overrun.
         return min(max(FAST_S, (elapsed - expected * _WINDOW_END) * 0.25), MAX_S)

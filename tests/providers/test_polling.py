@@ -13,7 +13,7 @@ def simulate(job_s: float, expected_s: float | None) -> tuple[int, float]:
     elapsed, polls = 0.0, 0
     while True:
         delay = schedule.next_delay(elapsed)
-        assert FAST_S <= delay <= 2 * MAX_S
+        assert FAST_S / 2 <= delay <= 2 * MAX_S
         elapsed += delay
         polls += 1
         if elapsed >= job_s:
@@ -48,6 +48,12 @@ class TestPollSchedule:
         polls, notice = simulate(job_s, expected_s)
         assert notice <= 0.15
         assert polls <= 50
+
+    def test_short_jobs_are_polled_twice_as_densely_as_long_ones(self) -> None:
+        assert PollSchedule(expected_s=1.0).next_delay(0.95) == pytest.approx(FAST_S / 2)
+        assert PollSchedule(expected_s=10.0).next_delay(9.5) == FAST_S
+        polls, notice = simulate(1.0, expected_s=1.0)
+        assert notice <= FAST_S / 2 and polls <= 10
 
     def test_dense_polling_only_inside_the_window(self) -> None:
         schedule = PollSchedule(expected_s=10.0)
