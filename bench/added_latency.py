@@ -10,10 +10,8 @@ A second, untimed pass profiles the worker-thread work (verify, PNG, thumbnail, 
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import cProfile
-import json
 import pstats
 import secrets
 import time
@@ -32,6 +30,7 @@ from .common import (
     PROVIDERS,
     EmulatorProcess,
     LoopProbe,
+    main,
     percentile,
     round_ms,
     settings_for,
@@ -190,6 +189,4 @@ def run(quick: bool = False) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--quick", action="store_true")
-    print(json.dumps(run(parser.parse_args().quick), indent=2))
+    main(run)

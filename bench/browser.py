@@ -11,15 +11,13 @@ loop stamps the first frame in which a new `<img>` in `#result-deepinfra` is com
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import re
 from typing import Any
 
 from playwright.sync_api import Page, expect, sync_playwright
 
-from .common import EmulatorProcess, percentile, temp_dir
+from .common import EmulatorProcess, main, percentile, temp_dir
 from .concurrency import AppProcess
 
 __all__ = ["run"]
@@ -127,6 +125,4 @@ def run(quick: bool = False) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--quick", action="store_true")
-    print(json.dumps(run(parser.parse_args().quick), indent=2))
+    main(run)

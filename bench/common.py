@@ -5,6 +5,7 @@ Everything stays on loopback. Every wait is bounded by a deadline.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import math
@@ -15,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -261,3 +262,12 @@ def machine_info() -> dict[str, str]:
 def temp_dir(prefix: str) -> Iterator[Path]:
     with tempfile.TemporaryDirectory(prefix=prefix) as name:
         yield Path(name)
+
+
+def main(run: Callable[[bool], dict[str, Any]]) -> None:
+    """`python -m bench.<name> [--quick]`: run one benchmark and print its figures as JSON."""
+    import json
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true", help="small sizes, a few seconds")
+    print(json.dumps(run(parser.parse_args().quick), indent=2))

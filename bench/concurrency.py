@@ -11,7 +11,6 @@ Gradio's own floor (`--mode floor`: an endpoint that only sleeps 1 s).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import json
@@ -25,7 +24,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from .common import REPO, EmulatorProcess, bench_env, free_port, temp_dir, wait_http_ok
+from .common import REPO, EmulatorProcess, bench_env, free_port, main, temp_dir, wait_http_ok
 
 __all__ = ["AppProcess", "run"]
 
@@ -217,6 +216,4 @@ def run(quick: bool = False) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--quick", action="store_true")
-    print(json.dumps(run(parser.parse_args().quick), indent=2))
+    main(run)

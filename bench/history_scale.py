@@ -11,10 +11,8 @@ them all on open. Server time of a gallery page = `History.list` + `History.coun
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import io
-import json
 import os
 import random
 import secrets
@@ -30,7 +28,7 @@ from flux_playground.history import MAX_THUMBNAIL_BYTES, History
 from flux_playground.images import to_png_with_metadata, verify_image
 from flux_playground.models import GeneratedImage, GenerationRequest, GenerationResult
 
-from .common import percentile, round_ms, summary_ms, temp_dir
+from .common import main, percentile, round_ms, summary_ms, temp_dir
 
 __all__ = ["photo_like", "run"]
 
@@ -176,6 +174,4 @@ def run(quick: bool = False) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--quick", action="store_true")
-    print(json.dumps(run(parser.parse_args().quick), indent=2))
+    main(run)

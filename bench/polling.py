@@ -11,9 +11,7 @@ Beside it, in the same run and against the same emulator, the loop from Atlas's 
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
 import secrets
 from typing import Any
 
@@ -22,7 +20,7 @@ import httpx
 from flux_playground.models import GenerationRequest
 from flux_playground.service import Playground
 
-from .common import BENCH_KEY, EmulatorProcess, percentile, round_ms, settings_for, summary_ms, temp_dir
+from .common import BENCH_KEY, EmulatorProcess, main, percentile, round_ms, settings_for, summary_ms, temp_dir
 
 __all__ = ["run"]
 
@@ -114,6 +112,4 @@ def run(quick: bool = False) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--quick", action="store_true")
-    print(json.dumps(run(parser.parse_args().quick), indent=2))
+    main(run)

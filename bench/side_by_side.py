@@ -9,9 +9,7 @@ assumed, and the three one after another, the sum a sequential client would pay.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
 import secrets
 import time
 from typing import Any
@@ -19,7 +17,7 @@ from typing import Any
 from flux_playground.models import GenerationRequest
 from flux_playground.service import Playground
 
-from .common import PROVIDERS, EmulatorProcess, percentile, settings_for, temp_dir
+from .common import PROVIDERS, EmulatorProcess, main, percentile, settings_for, temp_dir
 
 __all__ = ["run"]
 
@@ -74,6 +72,4 @@ def run(quick: bool = False) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--quick", action="store_true")
-    print(json.dumps(run(parser.parse_args().quick), indent=2))
+    main(run)

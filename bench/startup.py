@@ -9,8 +9,6 @@ a temporary directory and GRADIO_SERVER_PORT on a free port; no provider key, so
 
 from __future__ import annotations
 
-import argparse
-import json
 import statistics
 import subprocess
 import sys
@@ -18,7 +16,7 @@ import tempfile
 import time
 from typing import Any
 
-from .common import REPO, bench_env, free_port, temp_dir, wait_http_ok
+from .common import REPO, bench_env, free_port, main, temp_dir, wait_http_ok
 
 __all__ = ["import_time_ms", "run"]
 
@@ -85,6 +83,4 @@ def run(quick: bool = False) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--quick", action="store_true")
-    print(json.dumps(run(parser.parse_args().quick), indent=2))
+    main(run)
