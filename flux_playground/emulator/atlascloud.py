@@ -327,7 +327,7 @@ class AtlasCloud:
         headers = {"cache-control": "public, max-age=1209600"}  # 1.6: kept 14 days by default
         if fault == "huge_download":
             headers["x-emulator-fault"] = fault
-            return StreamingResponse(self._huge(), media_type="image/png", headers=headers)
+            return StreamingResponse(self._huge(request), media_type="image/png", headers=headers)
         if fault == "slow_download":
             headers |= {"x-emulator-fault": fault, "content-length": str(len(data))}
             return StreamingResponse(self._slow(data), media_type="image/png", headers=headers)
@@ -340,13 +340,17 @@ class AtlasCloud:
             yield data[start : start + _SLOW_CHUNK]
             await asyncio.sleep(_SLOW_INTERVAL)
 
-    async def _huge(self) -> AsyncIterator[bytes]:
+    async def _huge(self, request: Request) -> AsyncIterator[bytes]:
         # Starts like a PNG so a client sniffing the first bytes is not warned early.
         chunk = _PNG_SIGNATURE + bytes(_HUGE_CHUNK - len(_PNG_SIGNATURE))
         zeros = bytes(_HUGE_CHUNK)
         for n in range(_HUGE_TOTAL // _HUGE_CHUNK):
-            if self.state.closing:
+            # Stop once the client hangs up (as a real server would), and let other requests run
+            # between chunks: otherwise the rest of the gigabyte is pumped into a closed socket
+            # and starves every other request this emulator serves.
+            if self.state.closing or (n % 16 == 15 and await request.is_disconnected()):
                 return
+            await asyncio.sleep(0)
             yield chunk if n == 0 else zeros
 
     # -- uploads and catalogue ----------------------------------------------------
