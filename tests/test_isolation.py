@@ -15,13 +15,12 @@ from typing import Any
 import gradio as gr
 import httpx
 import pytest
-from ui.appclient import call_api, free_port, page_fn_index, run_page_event
+from ui.appclient import call_api, page_fn_index, run_page_event, serve
 from ui.conftest import emulator_settings
 
 from flux_playground.emulator.server import EmulatorServer
 from flux_playground.history import History
 from flux_playground.service import Playground
-from flux_playground.ui import LAUNCH_KWARGS, create_demo
 from flux_playground.ui.handlers import DETAIL_OUTPUTS, HISTORY_OUTPUTS, Handlers
 
 BROWSER_A, BROWSER_B = "A" * 32, "B" * 32
@@ -171,14 +170,10 @@ def site(emulator: EmulatorServer, tmp_path_factory: pytest.TempPathFactory) -> 
     data_dir = tmp_path_factory.mktemp("isolation-data")
     settings = emulator_settings(emulator, data_dir)
     history = History(data_dir)
-    demo = create_demo(settings, history=history, oauth=False)
-    _, url, _ = demo.queue().launch(
-        prevent_thread_lock=True, quiet=True, server_port=free_port(), **LAUNCH_KWARGS
-    )
     try:
-        yield Site(url, data_dir, history, emulator)
+        with serve(settings, history=history) as app:
+            yield Site(app.url, data_dir, history, emulator)
     finally:
-        demo.close()
         history.close()
 
 

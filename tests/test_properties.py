@@ -15,13 +15,12 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from ui.appclient import call_api, free_port
+from ui.appclient import call_api, serve
 from ui.conftest import emulator_settings
 
 from flux_playground.errors import InvalidRequest
 from flux_playground.models import MAX_PROMPT_CHARS, MAX_SEED, GenerationRequest, parse_request
 from flux_playground.providers import PROVIDERS
-from flux_playground.ui import LAUNCH_KWARGS, create_demo
 from flux_playground.ui.runner import build_request, check_providers
 
 FIELDS = ["prompt", "width", "height", "steps", "seed", "num_images", "sampler", "scheduler"]
@@ -114,14 +113,8 @@ def test_provider_choice_is_checked(providers: Any) -> None:
 @pytest.fixture(scope="module")
 def app_url(emulator: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     settings_ = emulator_settings(emulator, tmp_path_factory.mktemp("props"), max_pixels=512 * 512)
-    demo = create_demo(settings_, oauth=False)
-    _, url, _ = demo.queue().launch(
-        prevent_thread_lock=True, quiet=True, server_port=free_port(), **LAUNCH_KWARGS
-    )
-    try:
-        yield url
-    finally:
-        demo.close()
+    with serve(settings_) as app:
+        yield app.url
 
 
 api_data = st.one_of(

@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 from pydantic import SecretStr
-from ui.appclient import call_api, free_port, page_fn_index, run_page_event
+from ui.appclient import call_api, page_fn_index, run_page_event, serve
 
 from flux_playground.emulator.server import EmulatorServer
 from flux_playground.errors import MalformedResponse, PlaygroundError
@@ -32,7 +32,7 @@ from flux_playground.models import GenerationRequest
 from flux_playground.providers import PROVIDERS
 from flux_playground.service import Playground
 from flux_playground.settings import Settings
-from flux_playground.ui import LAUNCH_KWARGS, create_demo
+from flux_playground.ui import create_demo
 
 REPO = Path(__file__).resolve().parents[1]
 TOKEN = secrets.token_hex(6)
@@ -67,50 +67,55 @@ def test_no_key_reaches_any_output_or_store(
         values[f"{name}_api_key"] = SERVER_KEYS[name]
     settings = Settings(_env_file=None, **values)
     history = History(data_dir)
-    demo = create_demo(settings, history=history, oauth=False)
-    _, url, _ = demo.queue().launch(
-        prevent_thread_lock=True, quiet=True, server_port=free_port(), mcp_server=True, **LAUNCH_KWARGS
-    )
     seen: list[str] = []
     try:
-        with httpx.Client(timeout=30) as http:
-            for path in ("", "config", "gradio_api/info", "gradio_api/mcp/schema", "gradio_api/openapi.json"):
-                response = http.get(url + path)
-                assert response.status_code == 200, path
-                seen.append(response.text)
-        generate = page_fn_index(url, "generate")
-        browser = secrets.token_urlsafe(24)
+        with serve(settings, mcp=True, history=history) as app:
+            url, demo = app.url, app.demo
+            with httpx.Client(timeout=30) as http:
+                for path in (
+                    "",
+                    "config",
+                    "gradio_api/info",
+                    "gradio_api/mcp/schema",
+                    "gradio_api/openapi.json",
+                ):
+                    response = http.get(url + path)
+                    assert response.status_code == 200, path
+                    seen.append(response.text)
+            generate = page_fn_index(url, "generate")
+            browser = secrets.token_urlsafe(24)
 
-        def page(prompt: str, providers: list[str], keys: tuple[str, str, str]) -> str:
-            data = [prompt, providers, 512, 512, 4, -1, True, 1, "", "", browser, "", "", *keys]
-            run = run_page_event(url, generate, data, timeout=30)
-            assert run.success, run.text[-400:]
-            return run.text
+            def page(prompt: str, providers: list[str], keys: tuple[str, str, str]) -> str:
+                data = [prompt, providers, 512, 512, 4, -1, True, 1, "", "", browser, "", "", *keys]
+                run = run_page_event(url, generate, data, timeout=30)
+                assert run.success, run.text[-400:]
+                return run.text
 
-        # Server keys for Atlas and Segmind, a pasted key for DeepInfra; then a pasted key refused (401).
-        seen.append(page("a red fox", list(PROVIDERS), ("", PASTED_KEY, "")))
-        refused = page("a blue fox", ["segmind"], ("", "", BAD_PASTED_KEY))
-        assert "the API key was refused" in refused
-        seen.append(refused)
-        # Server keys refused and failing, through the page and the API.
-        for name in PROVIDERS:
-            server.inject(name, "401")
-            seen.append(page(f"a green fox {name}", [name], ("", "", "")))
-            server.inject(name, "500")
+            # Server keys for Atlas and Segmind, a pasted key for DeepInfra; then a pasted key refused (401).
+            seen.append(page("a red fox", list(PROVIDERS), ("", PASTED_KEY, "")))
+            refused = page("a blue fox", ["segmind"], ("", "", BAD_PASTED_KEY))
+            assert "the API key was refused" in refused
+            seen.append(refused)
+            # Server keys refused and failing, through the page and the API.
+            for name in PROVIDERS:
+                server.inject(name, "401")
+                seen.append(page(f"a green fox {name}", [name], ("", "", "")))
+                server.inject(name, "500")
+                seen.append(
+                    call_api(
+                        url, "generate", [f"a fox {name}", [name, "deepinfra"], 512, 512, 4, -1, 1, "", ""]
+                    ).text
+                )
+            api = call_api(url, "generate", ["a grey fox", list(PROVIDERS), 512, 512, 4, 7, 1, "", ""])
+            assert api.event == "complete"
+            seen.append(api.text)
+            # The controls' price check receives pasted keys too (on blur).
+            controls = next(fn for fn in demo.fns.values() if fn.name == "update_controls")
+            assert controls.fn is not None
             seen.append(
-                call_api(
-                    url, "generate", [f"a fox {name}", [name, "deepinfra"], 512, 512, 4, -1, 1, "", ""]
-                ).text
+                json.dumps(controls.fn(list(PROVIDERS), 512, 512, 4, 1, PASTED_KEY, "", ""), default=str)
             )
-        api = call_api(url, "generate", ["a grey fox", list(PROVIDERS), 512, 512, 4, 7, 1, "", ""])
-        assert api.event == "complete"
-        seen.append(api.text)
-        # The controls' price check receives pasted keys too (on blur).
-        controls = next(fn for fn in demo.fns.values() if fn.name == "update_controls")
-        assert controls.fn is not None
-        seen.append(json.dumps(controls.fn(list(PROVIDERS), 512, 512, 4, 1, PASTED_KEY, "", ""), default=str))
     finally:
-        demo.close()
         history.close()
 
     for text in seen:

@@ -15,14 +15,13 @@ from typing import Any
 
 import gradio as gr
 import pytest
-from ui.appclient import call_api, free_port
+from ui.appclient import call_api, serve
 from ui.conftest import emulator_settings
 
 from flux_playground.emulator.server import EmulatorServer
 from flux_playground.history import History
 from flux_playground.limits import Guard
 from flux_playground.service import Playground
-from flux_playground.ui import LAUNCH_KWARGS, create_demo
 from flux_playground.ui.handlers import Handlers
 
 ALICE_BROWSER = "A" * 32
@@ -295,11 +294,8 @@ def test_refusals_reach_api_callers_as_readable_errors(emulator: EmulatorServer,
     emulator.reset()
     settings = emulator_settings(emulator, tmp_path, daily_budget_usd=Decimal("0.004"))
     guard = Guard(settings)
-    demo = create_demo(settings, guard=guard, oauth=False)
-    _, url, _ = demo.queue().launch(
-        prevent_thread_lock=True, quiet=True, server_port=free_port(), **LAUNCH_KWARGS
-    )
-    try:
+    with serve(settings, guard=guard) as app:
+        url = app.url
         data = ["a red fox", ["atlascloud"], 512, 512, 4, -1, 1, "", ""]
         assert call_api(url, "generate", data).event == "complete"
         assert guard.spent_today("ip:127.0.0.1") == Decimal("0.003")
@@ -308,7 +304,5 @@ def test_refusals_reach_api_callers_as_readable_errors(emulator: EmulatorServer,
         assert refused.data["error"].startswith("This app's daily budget ($0.004) would be passed")
         assert "Traceback" not in refused.text
         assert emulator.stats()["requests"]["atlascloud"]["submit"] == 1
-    finally:
-        demo.close()
         guard.close()
         emulator.reset()

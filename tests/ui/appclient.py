@@ -13,18 +13,55 @@ from __future__ import annotations
 import json
 import secrets
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import gradio as gr
 import httpx
 
-__all__ = ["ApiAnswer", "PageRun", "call_api", "free_port", "page_fn_index", "run_page_event"]
+from flux_playground.settings import Settings
+from flux_playground.ui import LAUNCH_KWARGS, create_demo
+
+__all__ = [
+    "ApiAnswer",
+    "PageRun",
+    "call_api",
+    "free_port",
+    "page_fn_index",
+    "run_page_event",
+    "Served",
+    "serve",
+]
 
 
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class Served:
+    url: str
+    demo: gr.Blocks
+
+
+@contextmanager
+def serve(settings: Settings, *, mcp: bool = False, **parts: Any) -> Iterator[Served]:
+    """The real page on a free port (`mcp=True`: with the MCP server, as app.py launches it).
+
+    `parts` go to create_demo (history=, guard=, playground=); OAuth is off, as outside a Space.
+    """
+    demo = create_demo(settings, oauth=False, **parts)
+    _, url, _ = demo.queue().launch(
+        prevent_thread_lock=True, quiet=True, server_port=free_port(), mcp_server=mcp, **LAUNCH_KWARGS
+    )
+    try:
+        yield Served(str(url), demo)
+    finally:
+        demo.close()
 
 
 @dataclass

@@ -17,7 +17,8 @@ from flux_playground.emulator.server import EmulatorServer
 from flux_playground.models import GeneratedImage, GenerationRequest, GenerationResult
 from flux_playground.providers import PROVIDERS
 from flux_playground.settings import Settings
-from flux_playground.ui import LAUNCH_KWARGS, create_demo
+
+from .appclient import serve
 
 
 def emulator_settings(server: EmulatorServer, data_dir: Path, **overrides: Any) -> Settings:
@@ -72,19 +73,5 @@ def launched(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Launche
     """The real page on a free port, providers at a private emulator (faults injected here stay here)."""
     with EmulatorServer(latency=0.05) as server:
         settings = emulator_settings(server, tmp_path_factory.mktemp("data"))
-        demo = create_demo(settings, oauth=False)
-        _, url, _ = demo.queue().launch(
-            prevent_thread_lock=True, quiet=True, server_port=_free_port(), mcp_server=True, **LAUNCH_KWARGS
-        )
-        try:
-            yield Launched(url, demo, settings), server
-        finally:
-            demo.close()
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+        with serve(settings, mcp=True) as app:
+            yield Launched(app.url, app.demo, settings), server
