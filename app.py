@@ -13,7 +13,13 @@ import os
 def main() -> None:
     from flux_playground.demo import start_demo
     from flux_playground.settings import Settings
-    from flux_playground.ui import LAUNCH_KWARGS, QUEUE_SIZE, allowed_paths, create_demo
+    from flux_playground.ui import (
+        LAUNCH_KWARGS,
+        QUEUE_SIZE,
+        allowed_paths,
+        create_demo,
+        freeze_startup_heap,
+    )
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # httpx logs every request URL at INFO; provider job URLs are nobody's business in the Space logs.
@@ -33,8 +39,11 @@ def main() -> None:
             # On Spaces Gradio picks the address itself (GRADIO_SERVER_NAME); locally stay on loopback.
             server_name=os.getenv("GRADIO_SERVER_NAME", "127.0.0.1"),
             allowed_paths=allowed_paths(settings),
+            prevent_thread_lock=True,
             **LAUNCH_KWARGS,
         )
+        freeze_startup_heap()
+        demo.block_thread()  # serves until Ctrl+C (or the Space stops it)
 
 
 if __name__ == "__main__":

@@ -62,7 +62,13 @@ def main() -> None:
     args = parser.parse_args()
     os.chdir(args.data)
 
-    from flux_playground.ui import LAUNCH_KWARGS, QUEUE_SIZE, allowed_paths, create_demo
+    from flux_playground.ui import (
+        LAUNCH_KWARGS,
+        QUEUE_SIZE,
+        allowed_paths,
+        create_demo,
+        freeze_startup_heap,
+    )
 
     settings = _settings(args.emulator, args.data)
     kwargs = dict(LAUNCH_KWARGS)
@@ -89,6 +95,7 @@ def main() -> None:
         prevent_thread_lock=True,
         **kwargs,
     )
+    freeze_startup_heap()  # as app.py does
     # launch() checks the server after it starts answering; load must wait until it has returned.
     if args.ready is not None:
         args.ready.write_text("ready")

@@ -228,7 +228,7 @@ def _rows_concurrency(f: dict[str, Any]) -> list[Row]:
         out.append(
             Row(
                 "2 concurrency",
-                f"N={n}: wall / 1 s, new sessions (open sessions)",
+                f"N={n}: wall / 1 s, median round of new sessions (open sessions)",
                 "–" if limit is None else f"≤ {limit}×",
                 f"{ratio:.2f}× ({tuned.get('open_ratio', 0):.2f}×)"
                 + (f", {tuned['failed']} failed" if tuned["failed"] else ""),

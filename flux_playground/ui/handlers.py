@@ -6,9 +6,11 @@ handler derives the owner from the OAuth profile or the browser id on each call;
 state are only hints that History checks against that owner.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: Gradio calls typing.get_type_hints on the handler
+# for every event (helpers.special_args), and string annotations would be evaluated each time.
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import time
@@ -49,6 +51,7 @@ log = logging.getLogger(__name__)
 PAGE_SIZE = 48
 #: Files the public API hands out are kept this long, then removed on a later call.
 SCRATCH_MAX_AGE_S = 3600.0
+SCRATCH_PRUNE_EVERY_S = 300.0
 
 HISTORY_OUTPUTS = ["history", "history_ids", "history_count", "more", "history_empty"]
 GENERATE_OUTPUTS = [
@@ -94,6 +97,7 @@ class Handlers:
         self.forget_session: Callable[[str], None] | None = None
         #: Where images of the stateless API (and of a failed history write) are written.
         self.scratch = scratch
+        self._scratch_pruned_at = -SCRATCH_PRUNE_EVERY_S
 
     # --- controls (private, unqueued, no I/O) --------------------------------------------------
 
@@ -315,8 +319,9 @@ class Handlers:
             fields = (prompt, providers, width, height, steps, seed, num_images, sampler, scheduler)
             return await self._generate(*fields, profile, request)
         finally:
-            # Gradio 6.31 builds a session (a copy of every component's config, ~170 KB here) for each
-            # /gradio_api/call request and keeps up to 10 000 of them: memory grew with every API call.
+            # Gradio 6.31 builds a session for each /gradio_api/call request and keeps up to 10 000 of
+            # them (each a copy of every component's config, ~170 KB, before gradio_sessions.py made
+            # them lazy; still a few KB): memory grew with every API call.
             # This endpoint keeps nothing between calls, so its session goes once the call is answered
             # (Gradio has already fetched the object it uses to render the answer).
             session = getattr(request, "session_hash", None)
@@ -380,13 +385,16 @@ class Handlers:
     def _write_scratch(self, result: GenerationResult) -> list[Path]:
         """PNGs (metadata intact) under the scratch folder, pruning files older than an hour."""
         self.scratch.mkdir(parents=True, exist_ok=True)
-        cutoff = time.time() - SCRATCH_MAX_AGE_S
-        for old in self.scratch.glob("*.png"):
-            try:
-                if old.stat().st_mtime < cutoff:
-                    old.unlink()
-            except FileNotFoundError:
-                pass
+        now = time.monotonic()
+        # Listing the folder on every call made N simultaneous calls O(N²) file stats; every few
+        # minutes is enough for a one-hour age.
+        if now - self._scratch_pruned_at >= SCRATCH_PRUNE_EVERY_S:
+            self._scratch_pruned_at = now
+            cutoff = time.time() - SCRATCH_MAX_AGE_S
+            for old in self.scratch.glob("*.png"):
+                with contextlib.suppress(FileNotFoundError):
+                    if old.stat().st_mtime < cutoff:
+                        old.unlink()
         paths = []
         for index, image in enumerate(result.images):
             seed = image.seed if image.seed is not None else result.request.seed

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
+from gradio.components.gallery import GalleryImage
+from gradio.data_classes import ImageData
 
 from ..models import MAX_PROMPT_CHARS
 from ..providers import PROVIDERS
@@ -131,7 +136,7 @@ def build_blocks(settings: Settings, handlers: Handlers, *, oauth: bool) -> gr.B
                            c(*HISTORY_OUTPUTS, *DETAIL_OUTPUTS), concurrency_limit=None, **private)
 
         ui["api_trigger"].click(
-            handlers.generate,
+            _gallery_as_sent(handlers.generate),
             c("prompt", "providers", "width", "height", "steps", "seed", "num_images", "sampler",
               "scheduler"),
             c("api_gallery", "api_summary"),
@@ -142,11 +147,42 @@ def build_blocks(settings: Settings, handlers: Handlers, *, oauth: bool) -> gr.B
             # null provider list with a bare TypeError (no message at all); parse_request words every
             # problem instead. The page's own events keep Gradio's preprocessing.
             preprocess=False,
+            # The handler's answer is sent as it is (see _gallery_as_sent): Gradio's postprocessing
+            # runs each output in a worker thread, and the gallery's in a new thread pool per call.
+            postprocess=False,
         )
     _unname_private_events(demo)
     handlers.forget_session = lambda session: _forget_session(demo, session)
     blocks: gr.Blocks = demo
     return blocks
+
+
+def _gallery_as_sent(
+    generate: Callable[..., Awaitable[tuple[list[tuple[str, str]], dict[str, Any]]]],
+) -> Callable[..., Awaitable[tuple[list[dict[str, Any]], dict[str, Any]]]]:
+    """The API handler with its gallery in the form gr.Gallery's postprocess would send.
+
+    Gallery.postprocess (Gradio 6.31) starts a ThreadPoolExecutor for every call, even for one
+    image; under a burst of API calls those threads fought the event loop for the GIL. Each
+    (path, caption) here is what it makes of a PNG path: the file itself (Gradio still moves it into
+    its cache and checks it is allowed), its name and type, and the caption. The JSON summary is
+    plain JSON already. functools.wraps keeps the name, docstring and signature that the API page,
+    the clients and the MCP tool are built from.
+    """
+
+    @functools.wraps(generate)
+    async def send(*args: Any, **kwargs: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        gallery, summary = await generate(*args, **kwargs)
+        items = [
+            GalleryImage(
+                image=ImageData(path=path, orig_name=Path(path).name, mime_type="image/png"),
+                caption=caption,
+            ).model_dump()
+            for path, caption in gallery
+        ]
+        return items, summary
+
+    return send
 
 
 def _forget_session(demo: gr.Blocks, session: str) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -108,8 +110,9 @@ def test_generations_run_concurrently(launched: tuple[Launched, EmulatorServer])
 
 
 def test_api_calls_do_not_pile_up_sessions(launched: tuple[Launched, EmulatorServer]) -> None:
-    """Gradio keeps a session (~170 KB here) per /gradio_api/call request, up to 10 000 of them; the
-    stateless API drops its own, so memory stays flat however many calls come (docs/reliability.md)."""
+    """Gradio keeps a session per /gradio_api/call request, up to 10 000 of them (~170 KB each here
+    before sessions were lazy, gradio_sessions.py); the stateless API drops its own, so memory stays
+    flat however many calls come (docs/reliability.md)."""
     from .appclient import call_api
 
     url, demo = launched[0].url, launched[0].demo
@@ -120,3 +123,32 @@ def test_api_calls_do_not_pile_up_sessions(launched: tuple[Launched, EmulatorSer
     refused = call_api(url, "generate", ["", ["deepinfra"], 512, 512, 1, -1, 1, "", ""])
     assert refused.event == "error"
     assert len(demo.state_holder.session_data) == before
+
+
+def test_the_mcp_tool_generates_an_image(launched: tuple[Launched, EmulatorServer]) -> None:
+    """An MCP client (the `mcp` SDK over streamable HTTP, as Claude Desktop or Cursor connect) calls
+    the one tool and gets the image and the summary back."""
+    import asyncio
+
+    from mcp import ClientSession
+    from mcp.client.streamable_http import streamable_http_client
+
+    async def call() -> Any:
+        async with streamable_http_client(f"{launched[0].url}gradio_api/mcp/") as (read, write, _):
+            async with ClientSession(read, write) as session:
+                await session.initialize()
+                return await session.call_tool(
+                    "generate",
+                    {"prompt": "a lighthouse at dusk", "providers": ["deepinfra"], "width": 512,
+                     "height": 512, "steps": 2, "seed": 7, "num_images": 1},
+                )  # fmt: skip
+
+    result = asyncio.run(call())
+    assert not result.isError, result.content
+    text = " ".join(item.text for item in result.content if item.type == "text")
+    # Gradio 6.31's MCP server answers a gallery output as text: the entries with a link to each PNG.
+    urls = re.findall(r"'url': '(http[^']+\.png)'", text)
+    assert len(urls) == 1 and "'seed': 7" in text and "'ok': True" in text
+    image = httpx.get(urls[0])
+    assert image.status_code == 200 and image.content.startswith(b"\x89PNG")
+    assert "a lighthouse at dusk" in read_png_text(image.content)["parameters"]
