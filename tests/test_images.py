@@ -103,6 +103,22 @@ class TestVerifyImage:
         with pytest.raises(BadImage, match="damaged or truncated"):
             verify_image(data[: len(data) * 2 // 3], max_pixels=CAP)
 
+    def test_png_with_a_damaged_chunk_is_refused(self) -> None:
+        data = bytearray(encode(noisy(128, 128), "PNG"))
+        data[len(data) // 2] ^= 0xFF  # inside the pixel data: its CRC no longer matches
+        with pytest.raises(BadImage, match="damaged or truncated"):
+            verify_image(bytes(data), max_pixels=CAP)
+
+    def test_png_without_its_end_is_refused(self) -> None:
+        data = encode(noisy(64, 64), "PNG")
+        with pytest.raises(BadImage, match="damaged or truncated"):
+            verify_image(data[:-12], max_pixels=CAP)  # the IEND chunk is 12 bytes
+
+    def test_png_is_checked_without_decoding_its_pixels(self) -> None:
+        """Only formats that are re-encoded get decoded here; a PNG's pixels are left alone."""
+        assert verify_image(encode(noisy(48, 32), "PNG"), max_pixels=CAP).image is None
+        assert verify_image(encode(noisy(48, 32), "JPEG"), max_pixels=CAP).image is not None
+
     def test_pixel_cap(self) -> None:
         with pytest.raises(BadImage, match="5000×5000, above the limit of 16777216 pixels"):
             verify_image(declared_png(5000, 5000), max_pixels=CAP)

@@ -350,8 +350,9 @@ class Handlers:
         try:
             last = None
             async for snap in run_generation(
-                self.playground, wanted, names, guard=self.guard, person=spend_person(profile, request)
-            ):
+                self.playground, wanted, names, guard=self.guard, person=spend_person(profile, request),
+                tick=None,  # nobody watches the progress of an API call: only the outcomes count
+            ):  # fmt: skip
                 last = snap
             assert last is not None
             gallery: list[tuple[str, str]] = []

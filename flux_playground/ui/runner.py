@@ -212,12 +212,14 @@ async def run_generation(
     api_keys: Mapping[str, SecretStr | None] | None = None,
     guard: Guard | None = None,
     person: str | None = None,
-    tick: float = 0.5,
+    tick: float | None = 0.5,
 ) -> AsyncIterator[RunSnapshot]:
     """Run `request` at every provider concurrently; yield snapshots until all have answered.
 
     With a `guard`, the run is admitted for `person` first: LimitExceeded or InvalidRequest is
-    raised before the first snapshot, and before any provider is called.
+    raised before the first snapshot, and before any provider is called. `tick=None` is for callers
+    that only read the outcomes (the API): no progress events and no ticks, a snapshot when a
+    provider's outcome arrives.
     """
     settings = playground.settings
     async with AsyncExitStack() as stack:
@@ -268,7 +270,7 @@ async def run_generation(
                     request_for(name, request, settings),
                     [name],
                     api_keys={name: (api_keys or {}).get(name)},
-                    on_progress=on_progress,
+                    on_progress=on_progress if tick is not None else None,
                 ):
                     try:
                         await settle(outcome)
