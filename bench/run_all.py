@@ -206,12 +206,11 @@ def _rows_startup(f: dict[str, Any]) -> list[Row]:
 
 
 _CONCURRENCY_CAUSE = (
-    "Gradio's own per-call cost on one event loop, on 2 cores shared with the emulator and load generator: "
-    "a new session builds Gradio's SessionState (config of all ~85 blocks of the page, ~10 ms); each "
-    "call creates O(N) queue-estimate messages for every waiting event (O(N²) in a burst; a fixed "
-    "status_update_rate only trimmed N=200 from 5.7× to 5.4× in a trial); Gradio also tries "
-    "`import matplotlib` on every call. "
-    "The 'floor' column is the same Gradio with a 3-block app that only sleeps"
+    "per-call CPU on the app's one event loop, on 2 cores shared with the emulator and the load "
+    "generator: Gradio's own share (HTTP, session, queue, SSE: the 'floor' column, a 3-block app that "
+    "only sleeps) plus each generation's real work (the provider call through httpx, Gradio's handling "
+    "of a 9-input event, the handler; the image check and PNG write in worker threads). See 'What the "
+    "remaining gaps are made of' below"
 )
 
 

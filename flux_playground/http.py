@@ -62,13 +62,16 @@ def make_client(settings: Settings) -> httpx.AsyncClient:
             max_connections=1000, max_keepalive_connections=200, keepalive_expiry=_KEEPALIVE_S
         )
         return httpx.AsyncClient(limits=limits, **options)
-    return httpx.AsyncClient(transport=_ShardedTransport(_POOL_SHARDS, 1000, 200), **options)
+    return httpx.AsyncClient(transport=_ShardedTransport(_POOL_SHARDS, 1024, 256), **options)
 
 
 #: httpcore's pool does work quadratic in its number of connections each time it assigns a request or
 #: closes a response (every idle connection re-counts all the others): with 200 idle keep-alive
 #: connections, a burst of 200 requests cost over 20 s of CPU in one pool, about 0.05 s in 32 pools.
-_POOL_SHARDS = 32
+#: It also asks every idle connection whether its socket is readable (anyio builds a dict of socket
+#: attributes, with a getpeername call, to answer): 128 pools of at most 2 idle connections each
+#: took 10 % off the event loop's CPU per generation against 32 pools (bench/NOTES.md).
+_POOL_SHARDS = 128
 #: Idle connections are dropped well before a server's own keep-alive timeout would close them: a
 #: request sent on a connection the server is closing at that moment fails, and a billable POST is
 #: never retried, so the person would see an error for nothing.
