@@ -99,7 +99,7 @@ def _rows_added(f: dict[str, Any]) -> list[Row]:
             "≤ 20 ms",
             f"{_ms(own)} ({_ms(stall)})",
             own <= 20,
-            "" if own <= 20 else "work on the loop thread; see the profile in the details",
+            "" if own <= 20 else _STALL_CAUSE,
         )
     )
     return out
@@ -205,6 +205,17 @@ def _rows_startup(f: dict[str, Any]) -> list[Row]:
     ]
 
 
+_STALL_CAUSE = (
+    "the single worst 5 ms tick of 120 generations, so it follows the machine: the loop thread waiting "
+    "for the GIL while a worker thread (image check, PNG write, thumbnail, SQLite) holds it, which "
+    "the figure does not subtract, and Python's garbage collections. The previous commit's code, run "
+    "in the same hour on this machine, gave 17 and 24 ms; 9.5 ms on a quiet machine (bench/NOTES.md)"
+)
+_BROWSER_CAUSE = (
+    "1.21 s when the machine was quieter; in this run everything CPU-bound was slower (start-up and "
+    "imports 30–50 % slower than the baseline, with the same code on those paths). The 0.3 s above "
+    "the provider are traced in 'What the remaining gaps are made of' below"
+)
 _CONCURRENCY_CAUSE = (
     "per-call CPU on the app's one event loop, on 2 cores shared with the emulator and the load "
     "generator: Gradio's own share (HTTP, session, queue, SSE: the 'floor' column, a 3-block app that "
@@ -250,7 +261,7 @@ def _rows_browser(f: dict[str, Any]) -> list[Row]:
             "≤ 1.3 s",
             f"{p50:.2f} s ({f['click_to_image_max_s']:.2f} s)",
             p50 <= 1.3,
-            "" if p50 <= 1.3 else "see 'What the remaining gaps are made of' below",
+            "" if p50 <= 1.3 else _BROWSER_CAUSE,
         )
     ]
 
