@@ -350,9 +350,8 @@ class Handlers:
         try:
             last = None
             async for snap in run_generation(
-                self.playground, wanted, names, guard=self.guard, person=spend_person(profile, request),
-                tick=None,  # nobody watches the progress of an API call: only the outcomes count
-            ):  # fmt: skip
+                self.playground, wanted, names, guard=self.guard, person=spend_person(profile, request)
+            ):
                 last = snap
             assert last is not None
             gallery: list[tuple[str, str]] = []

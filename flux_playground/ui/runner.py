@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AsyncExitStack
@@ -212,14 +211,12 @@ async def run_generation(
     api_keys: Mapping[str, SecretStr | None] | None = None,
     guard: Guard | None = None,
     person: str | None = None,
-    tick: float | None = 0.5,
+    tick: float = 0.5,
 ) -> AsyncIterator[RunSnapshot]:
     """Run `request` at every provider concurrently; yield snapshots until all have answered.
 
     With a `guard`, the run is admitted for `person` first: LimitExceeded or InvalidRequest is
-    raised before the first snapshot, and before any provider is called. `tick=None` is for callers
-    that only read the outcomes (the API): no progress events and no ticks, a snapshot when a
-    provider's outcome arrives.
+    raised before the first snapshot, and before any provider is called.
     """
     settings = playground.settings
     async with AsyncExitStack() as stack:
@@ -237,15 +234,9 @@ async def run_generation(
         slots = {name: Slot(name, PROVIDERS[name].label, started) for name in providers}
         events: asyncio.Queue[ProgressEvent | Outcome] = asyncio.Queue()
 
-        loop_thread = threading.get_ident()
-
         def on_progress(event: ProgressEvent) -> None:
-            # Safe from any thread. Today every call comes from the event loop itself, where waking
-            # the loop through its self-pipe (call_soon_threadsafe) would cost a syscall per event.
-            if threading.get_ident() == loop_thread:
-                events.put_nowait(event)
-            else:
-                loop.call_soon_threadsafe(events.put_nowait, event)
+            # Safe from any thread; today every call comes from the event loop.
+            loop.call_soon_threadsafe(events.put_nowait, event)
 
         async def settle(outcome: Outcome) -> None:
             if admission is None or outcome.provider not in charges:
@@ -270,7 +261,7 @@ async def run_generation(
                     request_for(name, request, settings),
                     [name],
                     api_keys={name: (api_keys or {}).get(name)},
-                    on_progress=on_progress if tick is not None else None,
+                    on_progress=on_progress,
                 ):
                     try:
                         await settle(outcome)
