@@ -13,13 +13,7 @@ import os
 def main() -> None:
     from flux_playground.demo import start_demo
     from flux_playground.settings import Settings
-    from flux_playground.ui import (
-        LAUNCH_KWARGS,
-        QUEUE_SIZE,
-        allowed_paths,
-        create_demo,
-        freeze_startup_heap,
-    )
+    from flux_playground.ui import freeze_startup_heap, launch_page
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # httpx logs every request URL at INFO; provider job URLs are nobody's business in the Space logs.
@@ -33,17 +27,11 @@ def main() -> None:
     with contextlib.ExitStack() as stack:
         if settings.demo_mode:
             settings = stack.enter_context(start_demo(settings))
-        demo = create_demo(settings)
-        demo.queue(max_size=QUEUE_SIZE).launch(
-            mcp_server=True,
-            # On Spaces Gradio picks the address itself (GRADIO_SERVER_NAME); locally stay on loopback.
-            server_name=os.getenv("GRADIO_SERVER_NAME", "127.0.0.1"),
-            allowed_paths=allowed_paths(settings),
-            prevent_thread_lock=True,
-            **LAUNCH_KWARGS,
-        )
+        # On Spaces Gradio's address comes from GRADIO_SERVER_NAME; locally the page stays on loopback.
+        page = launch_page(settings)
+        print(f"* Running on {page.url}  (MCP: {page.url}gradio_api/mcp/)", flush=True)
         freeze_startup_heap()
-        demo.block_thread()  # serves until Ctrl+C (or the Space stops it)
+        page.block()  # serves until Ctrl+C (or the Space stops it)
 
 
 if __name__ == "__main__":

@@ -2,8 +2,8 @@
 
     python -m bench._serve --port P --emulator http://127.0.0.1:E --data DIR --mode tuned|naive|floor
 
-`tuned`: the app exactly as `app.py` launches it (`create_demo(settings)`, `queue(max_size=QUEUE_SIZE)`,
-`LAUNCH_KWARGS`), with every provider pointed at the benchmark's emulator process.
+`tuned`: the app exactly as `app.py` launches it (`launch_page(settings)`: the gate, the patches, the
+queue), with every provider pointed at the benchmark's emulator process.
 
 `naive`: the same Blocks with Gradio's defaults put back: every event's `concurrency_limit` set to
 "default" (so `queue(default_concurrency_limit=1)` applies: one generation at a time per event) and
@@ -57,7 +57,6 @@ def main() -> None:
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--mode", choices=("tuned", "naive", "floor"), default="tuned")
     parser.add_argument("--latency", type=float, default=1.0)
-    parser.add_argument("--status-update-rate", default="auto")
     parser.add_argument("--ready", type=Path, help="a file to create once launch() has returned")
     args = parser.parse_args()
     os.chdir(args.data)
@@ -68,33 +67,32 @@ def main() -> None:
         allowed_paths,
         create_demo,
         freeze_startup_heap,
+        launch_page,
     )
 
     settings = _settings(args.emulator, args.data)
-    kwargs = dict(LAUNCH_KWARGS)
-    if args.mode == "floor":
-        demo = _floor(args.latency)
-        demo.queue(max_size=QUEUE_SIZE)
+    if args.mode == "tuned":
+        page = launch_page(settings, server_name="127.0.0.1", server_port=args.port, quiet=True, oauth=False)
+        demo = page.demo
     else:
-        demo = create_demo(settings, oauth=False)
-        if args.mode == "naive":
+        kwargs = dict(LAUNCH_KWARGS)
+        if args.mode == "floor":
+            demo = _floor(args.latency)
+            demo.queue(max_size=QUEUE_SIZE)
+        else:  # naive: Gradio's defaults around the same page (no gate, default concurrency)
+            demo = create_demo(settings, oauth=False)
             for fn in demo.fns.values():
                 fn.concurrency_limit = "default"
             kwargs.pop("max_threads", None)
             demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=1)
-        elif args.status_update_rate != "auto":  # an experiment, not what app.py does
-            demo.queue(max_size=QUEUE_SIZE, status_update_rate=float(args.status_update_rate))
-        else:
-            demo.queue(max_size=QUEUE_SIZE)
-    demo.launch(
-        server_name="127.0.0.1",
-        server_port=args.port,
-        mcp_server=True,
-        allowed_paths=allowed_paths(settings),
-        quiet=True,
-        prevent_thread_lock=True,
-        **kwargs,
-    )
+        demo.launch(
+            server_name="127.0.0.1",
+            server_port=args.port,
+            allowed_paths=allowed_paths(settings),
+            quiet=True,
+            prevent_thread_lock=True,
+            **kwargs,
+        )
     freeze_startup_heap()  # as app.py does
     # launch() checks the server after it starts answering; load must wait until it has returned.
     if args.ready is not None:

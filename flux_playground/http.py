@@ -15,12 +15,13 @@ import math
 import socket
 import time
 import urllib.request
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import httpx
 
+from .compat.httpcore import ShardedTransport
 from .settings import Settings
 
 __all__ = [
@@ -62,75 +63,15 @@ def make_client(settings: Settings) -> httpx.AsyncClient:
             max_connections=1000, max_keepalive_connections=200, keepalive_expiry=_KEEPALIVE_S
         )
         return httpx.AsyncClient(limits=limits, **options)
-    return httpx.AsyncClient(transport=_ShardedTransport(_POOL_SHARDS, 1024, 256), **options)
+    return httpx.AsyncClient(transport=ShardedTransport(_POOL_SHARDS, 1024, 256, _KEEPALIVE_S), **options)
 
 
-#: httpcore's pool does work quadratic in its number of connections each time it assigns a request or
-#: closes a response (every idle connection re-counts all the others): with 200 idle keep-alive
-#: connections, a burst of 200 requests cost over 20 s of CPU in one pool, about 0.05 s in 32 pools.
-#: It also asks every idle connection whether its socket is readable (anyio builds a dict of socket
-#: attributes, with a getpeername call, to answer): 128 pools of at most 2 idle connections each
-#: took 10 % off the event loop's CPU per generation against 32 pools (bench/NOTES.md).
+#: Connections are spread over this many pools: see compat/httpcore.py for why and how it was measured.
 _POOL_SHARDS = 128
 #: Idle connections are dropped well before a server's own keep-alive timeout would close them: a
 #: request sent on a connection the server is closing at that moment fails, and a billable POST is
 #: never retried, so the person would see an error for nothing.
 _KEEPALIVE_S = 15.0
-
-
-class _ShardedTransport(httpx.AsyncBaseTransport):
-    """Several connection pools, each with its share of the limits; a request goes to the least busy
-    one (the first on a tie, so one person's calls keep reusing the same warm connections)."""
-
-    def __init__(self, shards: int, max_connections: int, max_keepalive: int) -> None:
-        limits = httpx.Limits(
-            max_connections=max(1, max_connections // shards),
-            max_keepalive_connections=max(1, max_keepalive // shards),
-            keepalive_expiry=_KEEPALIVE_S,
-        )
-        # One TLS context for all pools: building one loads the CA bundle (~40 ms), and 32 of them
-        # made every Playground take over a second to create. Same settings httpx uses by default.
-        tls = httpx.create_ssl_context()
-        self._pools = [httpx.AsyncHTTPTransport(verify=tls, limits=limits) for _ in range(shards)]
-        self._busy = [0] * shards
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        index = self._busy.index(min(self._busy))
-        self._busy[index] += 1
-        try:
-            response = await self._pools[index].handle_async_request(request)
-        except BaseException:
-            self._busy[index] -= 1
-            raise
-        assert isinstance(response.stream, httpx.AsyncByteStream)
-        return httpx.Response(
-            status_code=response.status_code,
-            headers=response.headers,
-            stream=_Release(response.stream, self._busy, index),
-            extensions=response.extensions,
-        )
-
-    async def aclose(self) -> None:
-        for pool in self._pools:
-            await pool.aclose()
-
-
-class _Release(httpx.AsyncByteStream):
-    """A response body that marks its pool as one request less busy once it is closed."""
-
-    def __init__(self, stream: httpx.AsyncByteStream, busy: list[int], index: int) -> None:
-        self._stream, self._busy, self._index = stream, busy, index
-        self._open = True
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        async for chunk in self._stream:
-            yield chunk
-
-    async def aclose(self) -> None:
-        if self._open:
-            self._open = False
-            self._busy[self._index] -= 1
-        await self._stream.aclose()
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:

@@ -7,14 +7,24 @@ Keys are SecretStr so they never show in a repr, a log line or a traceback.
 
 from __future__ import annotations
 
+import ipaddress
+import os
 from decimal import Decimal
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["Settings"]
+__all__ = ["SPACES_PROXY_NETWORKS", "Settings"]
+
+
+#: Where a Space's proxy can connect from: the private ranges (a Space is reachable only through it).
+SPACES_PROXY_NETWORKS = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7")
+
+
+def _split(value: str | None) -> list[str]:
+    return [part.strip() for part in (value or "").split(",") if part.strip()]
 
 
 def _env(*names: str) -> AliasChoices:
@@ -74,6 +84,30 @@ class Settings(BaseSettings):
     demo: bool | None = None
 
     user_agent: str = "flux-playground/0.1 (+https://huggingface.co/spaces; python-httpx)"
+
+    #: Proxies in front of the app, as comma-separated networks ("10.0.0.0/8,127.0.0.1"): only from
+    #: them is X-Forwarded-For believed. Unset: none, except on a Hugging Face Space, whose proxy
+    #: reaches the app from a private network (docs/reliability.md, "Who a person is").
+    trusted_proxies: str | None = None
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: str | None) -> str | None:
+        for net in _split(value):
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"{net!r} is not a network; write addresses or networks such as 10.0.0.0/8, "
+                    "separated by commas"
+                ) from None
+        return value
+
+    def proxy_networks(self) -> list[str]:
+        """The trusted proxies' networks (see `trusted_proxies`)."""
+        if self.trusted_proxies is not None:
+            return _split(self.trusted_proxies)
+        return list(SPACES_PROXY_NETWORKS) if os.environ.get("SPACE_ID") else []
 
     def any_server_key(self) -> bool:
         return any(

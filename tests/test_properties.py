@@ -7,6 +7,7 @@ HTTP (`POST /gradio_api/call/generate`, then its SSE answer).
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterator
 from typing import Any
@@ -21,6 +22,7 @@ from ui.conftest import emulator_settings
 from flux_playground.errors import InvalidRequest
 from flux_playground.models import MAX_PROMPT_CHARS, MAX_SEED, GenerationRequest, parse_request
 from flux_playground.providers import PROVIDERS
+from flux_playground.ui.gate import BODY_LIMIT
 from flux_playground.ui.runner import build_request, check_providers
 
 FIELDS = ["prompt", "width", "height", "steps", "seed", "num_images", "sampler", "scheduler"]
@@ -150,8 +152,14 @@ api_data = st.one_of(
 def test_generate_endpoint_answers_bad_input_with_words(app_url: str, data: list[Any]) -> None:
     with httpx.Client(timeout=30) as client:
         answer = call_api(app_url, "generate", data, client=client)
-    assert answer.status == 200, answer.text[:300]
     assert "Traceback" not in answer.text and "Internal Server Error" not in answer.text
+    if len(json.dumps({"data": data})) > BODY_LIMIT:  # the gate reads at most this much
+        assert answer.status == 413 and "Request too large" in answer.text, answer.text[:300]
+        return
+    if len(data) != 9:  # the gate counts the values before Gradio sees them
+        assert answer.status == 422 and "generate takes 9 values" in answer.text, answer.text[:300]
+        return
+    assert answer.status == 200, answer.text[:300]
     assert answer.event in ("complete", "error"), answer.text[-300:]
     if answer.event == "error":
         message = (answer.data or {}).get("error")
@@ -165,7 +173,6 @@ def test_generate_endpoint_malformed_bodies_are_client_errors(app_url: str) -> N
         response = httpx.post(base, content=body, headers={"content-type": "application/json"})
         assert 400 <= response.status_code < 500, (body, response.status_code)
         assert "Traceback" not in response.text
-    # Too few values is refused by Gradio itself before our code runs: an error event, never a crash
-    # (Gradio gives it no message; see docs/reliability.md).
+    # Too few values: refused by the gate with words (Gradio itself would answer with no message).
     short = call_api(app_url, "generate", ["a red fox"])
-    assert short.status == 200 and short.event == "error" and "Traceback" not in short.text
+    assert short.status == 422 and "generate takes 9 values in `data`; got 1." in short.text

@@ -9,6 +9,7 @@ the CLI's output.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -54,6 +55,17 @@ def server() -> Iterator[EmulatorServer]:
         yield emulator
 
 
+async def mcp_tool_list(url: str) -> str:
+    """What an MCP client is told about the tools, as JSON."""
+    from mcp import ClientSession
+    from mcp.client.streamable_http import streamable_http_client
+
+    async with streamable_http_client(f"{url}gradio_api/mcp/") as (read, write, _):
+        async with ClientSession(read, write) as session:
+            await session.initialize()
+            return (await session.list_tools()).model_dump_json()
+
+
 def test_no_key_reaches_any_output_or_store(
     server: EmulatorServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -69,19 +81,19 @@ def test_no_key_reaches_any_output_or_store(
     history = History(data_dir)
     seen: list[str] = []
     try:
-        with serve(settings, mcp=True, history=history) as app:
+        with serve(settings, history=history) as app:
             url, demo = app.url, app.demo
             with httpx.Client(timeout=30) as http:
                 for path in (
                     "",
                     "config",
                     "gradio_api/info",
-                    "gradio_api/mcp/schema",
                     "gradio_api/openapi.json",
                 ):
                     response = http.get(url + path)
                     assert response.status_code == 200, path
                     seen.append(response.text)
+            seen.append(asyncio.run(mcp_tool_list(url)))
             generate = page_fn_index(url, "generate")
             browser = secrets.token_urlsafe(24)
 

@@ -1,11 +1,10 @@
-"""The web page: `create_demo(settings)` builds it, `LAUNCH_KWARGS` is how it is launched.
+"""The web page: `launch_page(settings)` builds and serves it (ui/server.py); `build_page` only builds it.
 
-    demo = create_demo(settings)
-    demo.queue(max_size=QUEUE_SIZE).launch(mcp_server=True, allowed_paths=allowed_paths(settings),
-                                          **LAUNCH_KWARGS)
+    page = launch_page(settings, server_port=7860)      # gate, MCP, patches, queue: as app.py runs it
+    demo = create_demo(settings)                        # just the Blocks, e.g. for handler tests
 
 Nothing here is module-level mutable state: the Playground (one shared HTTP client), the History
-store and the Guard (spend caps and limits, limits.py) are created per demo and closed over by its
+store and the Guard (spend caps and limits, limits.py) are created per page and closed over by its
 handlers.
 """
 
@@ -15,55 +14,73 @@ import gc
 import os
 import secrets
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
 from gradio.utils import get_upload_folder
 
+from ..compat import gradio as gradio_compat
 from ..history import History
 from ..limits import Guard
 from ..service import Playground
 from ..settings import Settings
-from . import gradio_sessions
 from .handlers import Handlers
 from .layout import build_blocks
+from .server import QUEUE_SIZE, RunningPage, launch_page, prepare_process
 from .theme import LAUNCH_KWARGS
 
 __all__ = [
     "LAUNCH_KWARGS",
     "QUEUE_SIZE",
+    "Page",
+    "RunningPage",
     "allowed_paths",
+    "build_page",
     "create_demo",
     "freeze_startup_heap",
+    "launch_page",
     "oauth_enabled",
+    "prepare_process",
 ]
 
-#: People waiting beyond this get "Queue is full" at once rather than a very long wait.
-QUEUE_SIZE = 256
+
+@dataclass(frozen=True)
+class Page:
+    demo: gr.Blocks
+    #: The backend objects the page runs on (the MCP tools run on the same ones).
+    backend: Handlers
 
 
-def create_demo(
+def build_page(
     settings: Settings,
     *,
     playground: Playground | None = None,
     history: History | None = None,
     guard: Guard | None = None,
     oauth: bool | None = None,
-) -> gr.Blocks:
+) -> Page:
     """The page on top of `settings`. `oauth` defaults to whether the Space has OAuth on
     (OAUTH_CLIENT_ID set); the login button breaks without it, so it is only shown then."""
-    gradio_sessions.install()  # every API call and page load makes a session: keep that cheap
     handlers = Handlers(
         settings,
         playground or Playground(settings),
         history or History(settings.data_dir),
-        # Created on first use (only the API and a failed history write need it). Inside Gradio's
-        # file cache, so Gradio serves these files as they are instead of hashing and copying each
-        # one into the cache on the event loop.
+        # Created on first use (only the API, MCP and a failed history write need it). Inside
+        # Gradio's file cache, so Gradio serves these files as they are instead of hashing and
+        # copying each one into the cache on the event loop.
         Path(get_upload_folder()) / f"flux-playground-{secrets.token_hex(8)}",
         guard or Guard(settings),
     )
-    return build_blocks(settings, handlers, oauth=oauth_enabled() if oauth is None else oauth)
+    demo = build_blocks(settings, handlers, oauth=oauth_enabled() if oauth is None else oauth)
+    gradio_compat.unname_private_events(demo)
+    handlers.forget_session = lambda session: gradio_compat.forget_session(demo, session)
+    return Page(demo, handlers)
+
+
+def create_demo(settings: Settings, **parts: object) -> gr.Blocks:
+    """Just the Blocks of `build_page` (see there)."""
+    return build_page(settings, **parts).demo  # type: ignore[arg-type]
 
 
 def oauth_enabled() -> bool:
@@ -84,7 +101,7 @@ def allowed_paths(settings: Settings) -> list[str]:
 
 
 def freeze_startup_heap() -> int:
-    """Exempt everything built so far from the garbage collector's full passes; call after launch().
+    """Exempt everything built so far from the garbage collector's full passes; call after launch.
 
     Gradio, FastAPI, pydantic's schemas and the page make about 200 000 objects that live as long as
     the process. Python's full (generation 2) collection walks all of them, and all that joined them

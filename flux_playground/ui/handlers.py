@@ -12,17 +12,17 @@ state are only hints that History checks against that owner.
 import asyncio
 import contextlib
 import logging
+import re
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 from pydantic import SecretStr
 
-from ..errors import PlaygroundError
+from ..errors import InvalidRequest, PlaygroundError
 from ..history import History, HistoryItem
 from ..limits import Guard
 from ..models import GenerationResult
@@ -30,10 +30,11 @@ from ..providers import PROVIDERS
 from ..service import Playground
 from ..settings import Settings
 from . import render
+from . import values as raw
 from .identity import Identity, resolve_identity
 from .presets import CUSTOM, IMAGE_LIMITS, PRESETS, describe_size, preset_for, swapped_preset
 from .prices import generate_label, price_rows, pricing_request
-from .runner import GENERIC_ERROR, build_request, check_providers, run_generation
+from .runner import GENERIC_ERROR, build_request, check_providers, image_seed, run_generation, summarize
 
 __all__ = [
     "CONTROL_OUTPUTS",
@@ -49,6 +50,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 PAGE_SIZE = 48
+#: What an API key can look like: printable ASCII without spaces (it goes into an HTTP header).
+_KEY_TEXT = re.compile(r"[\x21-\x7e]{1,512}")
 #: Files the public API hands out are kept this long, then removed on a later call.
 SCRATCH_MAX_AGE_S = 3600.0
 SCRATCH_PRUNE_EVERY_S = 300.0
@@ -64,6 +67,21 @@ REUSE_OUTPUTS = [
     "prompt", "providers", "preset", "width", "height", "steps", "seed", "random_seed", "num_images",
     "sampler", "scheduler",
 ]
+
+
+def refuse(message: str, *, title: str | None = None) -> gr.Error:
+    """An expected refusal (bad input, a limit, a cap): shown to the person, one line in the log.
+
+    Gradio prints a whole traceback for every gr.Error unless told not to; a public Space refuses
+    many calls, and one attacker made 295 refusals into 295 tracebacks (docs/reliability.md).
+    """
+    log.info("Refused: %s", message)
+    return gr.Error(message, title=title or "Error", print_exception=False)
+
+
+def failed() -> gr.Error:
+    """Our own code failed: the caller's log.exception has the details, the person gets words."""
+    return gr.Error(GENERIC_ERROR, print_exception=False)
 
 
 def provider_choices() -> list[tuple[str, str]]:
@@ -102,12 +120,13 @@ class Handlers:
     # --- controls (private, unqueued, no I/O) --------------------------------------------------
 
     def update_controls(
-        self, providers: list[str] | None, width: float, height: float, steps: float,
-        num_images: float, *keys: str | None,
+        self, providers: object, width: object, height: object, steps: object, num_images: object,
+        *keys: object,
     ) -> tuple[Any, ...]:
         """Prices, the Generate label and which controls the chosen providers honour."""
-        chosen = list(providers or [])
-        request = pricing_request(width, height, steps, num_images)
+        chosen = [name for name in raw.texts(providers) if name in PROVIDERS]
+        width, height = raw.number(width, 1024), raw.number(height, 1024)
+        request = pricing_request(width, height, raw.number(steps, 0), raw.number(num_images, 0))
         rows = price_rows(self.settings, request, chosen, self._key_texts(keys))
         capabilities = {name: PROVIDERS[name].get_capabilities(self.settings) for name in PROVIDERS}
         no_steps = [name for name in chosen if not capabilities[name].steps]
@@ -142,8 +161,8 @@ class Handlers:
         return _ordered(CONTROL_OUTPUTS, values)
 
     @staticmethod
-    def size_info(width: float, height: float) -> str:
-        return render.size_html(int(width), int(height), describe_size(int(width), int(height)))
+    def size_info(width: int, height: int) -> str:
+        return render.size_html(width, height, describe_size(width, height))
 
     @staticmethod
     def fixed_seed() -> bool:
@@ -151,28 +170,38 @@ class Handlers:
         return False
 
     @staticmethod
-    def apply_preset(preset: str) -> tuple[Any, Any]:
-        if preset not in PRESETS:
+    def apply_preset(preset: object) -> tuple[Any, Any]:
+        if not isinstance(preset, str) or preset not in PRESETS:
             return gr.skip(), gr.skip()
         return PRESETS[preset]
 
     @staticmethod
-    def match_preset(width: float, height: float) -> str:
-        return preset_for(int(width), int(height))
+    def match_preset(width: object, height: object) -> str:
+        return preset_for(raw.number(width, 0), raw.number(height, 0))
 
     @staticmethod
-    def swap_size(width: float, height: float, preset: str) -> tuple[int, int, str]:
-        return int(height), int(width), swapped_preset(preset) if preset != CUSTOM else CUSTOM
+    def swap_size(width: object, height: object, preset: object) -> tuple[Any, Any, str]:
+        if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in (width, height)):
+            return gr.skip(), gr.skip(), CUSTOM
+        preset = raw.text(preset)
+        return height, width, swapped_preset(preset) if preset != CUSTOM else CUSTOM
 
-    def _key_texts(self, keys: Sequence[str | None]) -> dict[str, str | None]:
-        return dict(zip(PROVIDERS, keys, strict=False))
+    def _key_texts(self, keys: Sequence[object]) -> dict[str, str]:
+        return {name: raw.text(key, limit=512).strip() for name, key in zip(PROVIDERS, keys, strict=False)}
 
-    def _api_keys(self, keys: Sequence[str | None]) -> dict[str, SecretStr | None]:
-        # Wrapped at once so the key never shows in a repr, a log line or a traceback.
-        return {
-            name: SecretStr(key.strip()) if key and key.strip() else None
-            for name, key in self._key_texts(keys).items()
-        }
+    def _api_keys(self, keys: Sequence[object]) -> dict[str, SecretStr | None]:
+        """Pasted keys, checked (InvalidRequest names the box) and wrapped at once, so a key never
+        shows in a repr, a log line or a traceback."""
+        found: dict[str, SecretStr | None] = {}
+        for name, key in self._key_texts(keys).items():
+            if key and not _KEY_TEXT.fullmatch(key):
+                raise InvalidRequest(
+                    f"The {PROVIDERS[name].label} key you pasted is not valid: a key is letters, digits "
+                    "and a few symbols, with no spaces or accents. Copy it again from the provider.",
+                    field=f"key:{name}",
+                )
+            found[name] = SecretStr(key) if key else None
+        return found
 
     # --- generation (the page) -----------------------------------------------------------------
 
@@ -201,13 +230,14 @@ class Handlers:
             wanted = build_request(
                 prompt, width, height, steps, None if random_seed else seed, num_images, sampler, scheduler
             )
+            api_keys = self._api_keys(keys)
         except PlaygroundError as exc:
-            raise gr.Error(exc.message, title="Cannot generate yet") from None
+            raise refuse(exc.message, title="Cannot generate yet") from None
         identity = resolve_identity(profile, browser_id)
         try:
             first = True
             async for snap in run_generation(
-                self.playground, wanted, names, api_keys=self._api_keys(keys), guard=self.guard,
+                self.playground, wanted, names, api_keys=api_keys, guard=self.guard,
                 person=spend_person(profile, request),
             ):
                 values: dict[str, Any] = {}
@@ -242,10 +272,10 @@ class Handlers:
         except (gr.Error, asyncio.CancelledError):
             raise
         except PlaygroundError as exc:  # refused before any call: a limit, a cap, a size
-            raise gr.Error(exc.message, title="Not started") from None
+            raise refuse(exc.message, title="Not started") from None
         except Exception:
             log.exception("The page's generation failed")
-            raise gr.Error(GENERIC_ERROR) from None
+            raise failed() from None
 
     def _start_values(self, names: list[str], seed: int | None, identity: Identity) -> dict[str, Any]:
         values: dict[str, Any] = {
@@ -267,7 +297,7 @@ class Handlers:
             return [str(item.image_path) for item in items], ""
         except Exception:
             log.exception("Could not save a %s result to history", result.provider)
-            paths = await asyncio.to_thread(self._write_scratch, result)
+            paths = await asyncio.to_thread(self.write_scratch, result)
             return [str(path) for path in paths], "Not saved to your history: the server could not store it."
 
     @staticmethod
@@ -346,7 +376,7 @@ class Handlers:
             names = check_providers(providers)
             wanted = build_request(prompt, width, height, steps, seed, num_images, sampler, scheduler)
         except PlaygroundError as exc:
-            raise gr.Error(exc.message) from None
+            raise refuse(exc.message) from None
         try:
             last = None
             async for snap in run_generation(
@@ -354,35 +384,26 @@ class Handlers:
             ):
                 last = snap
             assert last is not None
+            files: dict[str, list[str]] = {}
             gallery: list[tuple[str, str]] = []
-            summary: dict[str, Any] = {"seed": last.request.seed, "providers": {}}
             for name, slot in last.slots.items():
-                entry: dict[str, Any] = {"label": slot.label, "ok": slot.result is not None}
                 if slot.result is not None:
-                    result = slot.result
-                    paths = await asyncio.to_thread(self._write_scratch, result)
-                    image_seed = result.images[0].seed if result.images else None
-                    seed_used = image_seed if image_seed is not None else result.request.seed
-                    gallery += [(str(path), render.image_caption(result, seed_used)) for path in paths]
-                    entry |= {
-                        "seed": seed_used, "images": len(paths), "latency_s": round(result.latency_s, 3),
-                        "estimated_cost_usd": _money(result.estimated_cost_usd),
-                        "reported_cost_usd": _money(result.reported_cost_usd), "error": None,
-                    }
-                else:
-                    entry["error"] = slot.error
-                summary["providers"][name] = entry
+                    paths = await asyncio.to_thread(self.write_scratch, slot.result)
+                    files[name] = [str(path) for path in paths]
+                    caption = render.image_caption(slot.result, image_seed(slot.result))
+                    gallery += [(str(path), caption) for path in paths]
+            summary = summarize(last, files)
         except PlaygroundError as exc:  # refused before any call: a limit, a cap, a size
-            raise gr.Error(exc.message) from None
+            raise refuse(exc.message) from None
         except Exception:
             log.exception("The API's generation failed")
-            raise gr.Error(GENERIC_ERROR) from None
+            raise failed() from None
         if not gallery:
             errors = "; ".join(str(e["error"]) for e in summary["providers"].values())
-            raise gr.Error(f"No provider produced an image. {errors}")
+            raise refuse(f"No provider produced an image. {errors}")
         return gallery, summary
 
-    def _write_scratch(self, result: GenerationResult) -> list[Path]:
+    def write_scratch(self, result: GenerationResult) -> list[Path]:
         """PNGs (metadata intact) under the scratch folder, pruning files older than an hour."""
         self.scratch.mkdir(parents=True, exist_ok=True)
         now = time.monotonic()
@@ -406,11 +427,12 @@ class Handlers:
     # --- history ---------------------------------------------------------------------------------
 
     async def _history_values(
-        self, identity: Identity, query: str, provider_filter: str | None, shown: int
+        self, identity: Identity, query: object, provider_filter: object, shown: int
     ) -> dict[str, Any]:
         """The newest `shown` items of this owner (one query; "Load more" asks for 48 more)."""
-        provider = provider_filter if provider_filter in PROVIDERS else None
-        query = (query or "").strip()
+        provider = raw.text(provider_filter) or None
+        provider = provider if provider in PROVIDERS else None
+        query = raw.text(query, limit=200).strip()
         items = await self.history.list(identity.owner, query=query, provider=provider, limit=shown)
         total = await self.history.count(identity.owner, query=query, provider=provider)
         return {
@@ -489,7 +511,7 @@ class Handlers:
         """Every control set to the item's settings: its provider, size, steps, and its fixed seed."""
         item = await self._owned(profile, browser_id, selected)
         if item is None:
-            raise gr.Error("That image is no longer in your history.")
+            raise refuse("That image is no longer in your history.")
         gr.Info("Settings restored. Press Generate to run them again.")
         return _ordered(
             REUSE_OUTPUTS,
@@ -517,7 +539,7 @@ class Handlers:
             identity.owner, selected
         )
         if not deleted:
-            raise gr.Error("That image is no longer in your history.")
+            raise refuse("That image is no longer in your history.")
         gr.Info("Deleted from your history.")
         values = await self._history_values(identity, query, provider_filter, PAGE_SIZE)
         values |= dict(zip(DETAIL_OUTPUTS, self.details_values(None), strict=True))
@@ -539,6 +561,3 @@ def spend_person(profile: gr.OAuthProfile | None, request: gr.Request | None) ->
     host = getattr(client, "host", None)
     return f"ip:{host}" if isinstance(host, str) and host else "ip:unknown"
 
-
-def _money(value: Decimal | None) -> str | None:
-    return None if value is None else format(value.normalize(), "f")

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import gradio as gr
-from gradio.components.gallery import GalleryImage
-from gradio.data_classes import ImageData
 
+from ..compat.gradio import gallery_payload
 from ..models import MAX_PROMPT_CHARS
 from ..providers import PROVIDERS
 from ..settings import Settings
@@ -62,7 +60,9 @@ def default_providers(settings: Settings) -> list[str]:
 def build_blocks(settings: Settings, handlers: Handlers, *, oauth: bool) -> gr.Blocks:
     # Components by name; the handlers' *_OUTPUTS lists refer to these names.
     ui: dict[str, Any] = {}
-    private = {"api_visibility": "private"}
+    # Every page event takes its values raw (preprocess=False) and checks them itself, so a value a
+    # page would never send (a string width, NaN, a huge seed) gets words, not Gradio's bare error.
+    private = {"api_visibility": "private", "preprocess": False}
     cheap = {"queue": False, "show_progress": "hidden", **private}
 
     with gr.Blocks(title="FLUX.1 [schnell] playground", delete_cache=(1800, 6 * 3600)) as demo:
@@ -143,16 +143,13 @@ def build_blocks(settings: Settings, handlers: Handlers, *, oauth: bool) -> gr.B
             api_name="generate",
             concurrency_limit=None,
             api_visibility="public",
-            # Raw JSON straight to the handler: Gradio's own preprocessing answers a string width or a
-            # null provider list with a bare TypeError (no message at all); parse_request words every
-            # problem instead. The page's own events keep Gradio's preprocessing.
+            # Raw JSON straight to the handler, like the page's events: Gradio's own preprocessing
+            # answers a string width or a null provider list with a bare TypeError (no message at all).
             preprocess=False,
             # The handler's answer is sent as it is (see _gallery_as_sent): Gradio's postprocessing
             # runs each output in a worker thread, and the gallery's in a new thread pool per call.
             postprocess=False,
         )
-    _unname_private_events(demo)
-    handlers.forget_session = lambda session: _forget_session(demo, session)
     blocks: gr.Blocks = demo
     return blocks
 
@@ -160,61 +157,16 @@ def build_blocks(settings: Settings, handlers: Handlers, *, oauth: bool) -> gr.B
 def _gallery_as_sent(
     generate: Callable[..., Awaitable[tuple[list[tuple[str, str]], dict[str, Any]]]],
 ) -> Callable[..., Awaitable[tuple[list[dict[str, Any]], dict[str, Any]]]]:
-    """The API handler with its gallery in the form gr.Gallery's postprocess would send.
-
-    Gallery.postprocess (Gradio 6.31) starts a ThreadPoolExecutor for every call, even for one
-    image; under a burst of API calls those threads fought the event loop for the GIL. Each
-    (path, caption) here is what it makes of a PNG path: the file itself (Gradio still moves it into
-    its cache and checks it is allowed), its name and type, and the caption. The JSON summary is
-    plain JSON already. functools.wraps keeps the name, docstring and signature that the API page,
-    the clients and the MCP tool are built from.
-    """
+    """The API handler with its gallery already in the form gr.Gallery's postprocess would send
+    (compat/gradio.py says why). functools.wraps keeps the name, docstring and signature that the API
+    page and the clients are built from."""
 
     @functools.wraps(generate)
     async def send(*args: Any, **kwargs: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         gallery, summary = await generate(*args, **kwargs)
-        items = [
-            GalleryImage(
-                image=ImageData(path=path, orig_name=Path(path).name, mime_type="image/png"),
-                caption=caption,
-            ).model_dump()
-            for path, caption in gallery
-        ]
-        return items, summary
+        return gallery_payload(gallery), summary
 
     return send
-
-
-def _forget_session(demo: gr.Blocks, session: str) -> None:
-    """Drop one session from Gradio's in-memory session store (only used for the stateless API).
-
-    Written against Gradio 6.31's StateHolder; if that changes, this does nothing, and
-    tests/ui/test_api.py (sessions do not pile up) says so.
-    """
-    holder = getattr(demo, "state_holder", None)
-    sessions = getattr(holder, "session_data", None)
-    lock = getattr(holder, "lock", None)
-    if not isinstance(sessions, dict) or lock is None:
-        return
-    with lock:
-        sessions.pop(session, None)
-        last_used = getattr(holder, "time_last_used", None)
-        if isinstance(last_used, dict):
-            last_used.pop(session, None)
-
-
-def _unname_private_events(demo: gr.Blocks) -> None:
-    """Make the page's own events callable only the way the page calls them.
-
-    Gradio 6.31 still routes `POST /gradio_api/call/<api_name>` to an event marked
-    api_visibility="private" (it only hides it from /gradio_api/info and the clients), so anyone could
-    start `generate_page` or `delete` by name. Without a name those routes cannot find them; the page
-    calls its events by index through the queue, which is unaffected. Every history event still
-    checks the owner itself; this only keeps the surface to the one documented API.
-    """
-    for fn in demo.fns.values():
-        if fn.api_visibility == "private":
-            fn.api_name = None
 
 
 def _controls(ui: dict[str, Any], settings: Settings) -> None:

@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
+from typing import Any
 
 from pydantic import SecretStr
 
@@ -40,8 +41,10 @@ __all__ = [
     "build_request",
     "charges_for",
     "check_providers",
+    "image_seed",
     "request_for",
     "run_generation",
+    "summarize",
 ]
 
 log = logging.getLogger(__name__)
@@ -211,12 +214,13 @@ async def run_generation(
     api_keys: Mapping[str, SecretStr | None] | None = None,
     guard: Guard | None = None,
     person: str | None = None,
-    tick: float = 0.5,
+    tick: float | None = 0.5,
 ) -> AsyncIterator[RunSnapshot]:
     """Run `request` at every provider concurrently; yield snapshots until all have answered.
 
     With a `guard`, the run is admitted for `person` first: LimitExceeded or InvalidRequest is
-    raised before the first snapshot, and before any provider is called.
+    raised before the first snapshot, and before any provider is called. `tick=None`: a snapshot
+    only when something happened (callers that only want the end).
     """
     settings = playground.settings
     async with AsyncExitStack() as stack:
@@ -294,6 +298,39 @@ async def run_generation(
             for task in [*tasks, *([getter] if getter else [])]:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def image_seed(result: GenerationResult) -> int | None:
+    """The seed the images were made with: the provider's own report, else the one we sent."""
+    first = result.images[0].seed if result.images else None
+    return first if first is not None else result.request.seed
+
+
+def summarize(snapshot: RunSnapshot, files: Mapping[str, Sequence[str]]) -> dict[str, Any]:
+    """A run as JSON for API and MCP callers: per provider its seed, cost, latency and files, or why
+    it failed. `files` are where each provider's PNGs can be fetched."""
+    providers: dict[str, Any] = {}
+    for name, slot in snapshot.slots.items():
+        entry: dict[str, Any] = {"label": slot.label, "ok": slot.result is not None}
+        if slot.result is not None:
+            result = slot.result
+            entry |= {
+                "seed": image_seed(result),
+                "images": len(result.images),
+                "files": list(files.get(name, [])),
+                "latency_s": round(result.latency_s, 3),
+                "estimated_cost_usd": _money(result.estimated_cost_usd),
+                "reported_cost_usd": _money(result.reported_cost_usd),
+                "error": None,
+            }
+        else:
+            entry["error"] = slot.error
+        providers[name] = entry
+    return {"seed": snapshot.request.seed, "providers": providers}
+
+
+def _money(value: Decimal | None) -> str | None:
+    return None if value is None else format(value.normalize(), "f")
 
 
 def _copy(slots: dict[str, Slot]) -> dict[str, Slot]:

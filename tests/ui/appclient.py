@@ -22,7 +22,8 @@ import gradio as gr
 import httpx
 
 from flux_playground.settings import Settings
-from flux_playground.ui import LAUNCH_KWARGS, create_demo
+from flux_playground.ui import launch_page
+from flux_playground.ui.gate import Gatekeeper
 
 __all__ = [
     "ApiAnswer",
@@ -46,22 +47,20 @@ def free_port() -> int:
 class Served:
     url: str
     demo: gr.Blocks
+    keeper: Gatekeeper
 
 
 @contextmanager
-def serve(settings: Settings, *, mcp: bool = False, **parts: Any) -> Iterator[Served]:
-    """The real page on a free port (`mcp=True`: with the MCP server, as app.py launches it).
+def serve(settings: Settings, **parts: Any) -> Iterator[Served]:
+    """The real page on a free port, launched exactly as app.py launches it (gate, MCP, patches).
 
-    `parts` go to create_demo (history=, guard=, playground=); OAuth is off, as outside a Space.
+    `parts` go to build_page (history=, guard=, playground=); OAuth is off, as outside a Space.
     """
-    demo = create_demo(settings, oauth=False, **parts)
-    _, url, _ = demo.queue().launch(
-        prevent_thread_lock=True, quiet=True, server_port=free_port(), mcp_server=mcp, **LAUNCH_KWARGS
-    )
+    page = launch_page(settings, server_port=free_port(), quiet=True, oauth=False, **parts)
     try:
-        yield Served(str(url), demo)
+        yield Served(page.url, page.demo, page.keeper)
     finally:
-        demo.close()
+        page.close()
 
 
 @dataclass

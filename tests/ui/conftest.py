@@ -73,5 +73,5 @@ def launched(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Launche
     """The real page on a free port, providers at a private emulator (faults injected here stay here)."""
     with EmulatorServer(latency=0.05) as server:
         settings = emulator_settings(server, tmp_path_factory.mktemp("data"))
-        with serve(settings, mcp=True) as app:
+        with serve(settings) as app:
             yield Launched(app.url, app.demo, settings), server

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-import re
+import asyncio
+import base64
+import io
+import json
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +13,7 @@ import httpx
 import pytest
 from gradio_client import Client
 from gradio_client.exceptions import AppError
+from PIL import Image
 
 from flux_playground.emulator.server import EmulatorServer
 from flux_playground.images import read_png_text
@@ -84,10 +88,9 @@ def test_only_generate_is_public(launched: tuple[Launched, EmulatorServer]) -> N
         "sampler",
         "scheduler",
     ]
-    tools = httpx.get(f"{url}gradio_api/mcp/schema").json()
-    assert [tool["name"] for tool in tools] == ["generate"]
-    assert "Args" not in tools[0]["description"]  # the docstring's Args became parameter descriptions
-    assert tools[0]["inputSchema"]["properties"]["seed"]["description"].startswith("Seed for reproducible")
+    tools = asyncio.run(_mcp(url, lambda session: session.list_tools())).tools
+    generate = next(tool for tool in tools if tool.name == "generate")
+    assert generate.inputSchema["properties"]["seed"]["description"].startswith("Seed for reproducible")
 
 
 def test_no_key_or_secret_reaches_the_page_config(launched: tuple[Launched, EmulatorServer]) -> None:
@@ -125,30 +128,30 @@ def test_api_calls_do_not_pile_up_sessions(launched: tuple[Launched, EmulatorSer
     assert len(demo.state_holder.session_data) == before
 
 
-def test_the_mcp_tool_generates_an_image(launched: tuple[Launched, EmulatorServer]) -> None:
-    """An MCP client (the `mcp` SDK over streamable HTTP, as Claude Desktop or Cursor connect) calls
-    the one tool and gets the image and the summary back."""
-    import asyncio
-
+async def _mcp(url: str, use: Any) -> Any:
+    """One MCP session with the app (the `mcp` SDK over streamable HTTP, as agents connect)."""
     from mcp import ClientSession
     from mcp.client.streamable_http import streamable_http_client
 
-    async def call() -> Any:
-        async with streamable_http_client(f"{launched[0].url}gradio_api/mcp/") as (read, write, _):
-            async with ClientSession(read, write) as session:
-                await session.initialize()
-                return await session.call_tool(
-                    "generate",
-                    {"prompt": "a lighthouse at dusk", "providers": ["deepinfra"], "width": 512,
-                     "height": 512, "steps": 2, "seed": 7, "num_images": 1},
-                )  # fmt: skip
+    async with streamable_http_client(f"{url}gradio_api/mcp/") as (read, write, _):
+        async with ClientSession(read, write) as session:
+            await session.initialize()
+            return await use(session)
 
-    result = asyncio.run(call())
+
+def test_the_mcp_tool_returns_images_and_a_summary(launched: tuple[Launched, EmulatorServer]) -> None:
+    """An agent gets each image as image content, and a JSON summary with the seed, the cost and a URL
+    of the full PNG (which carries its parameters)."""
+    arguments = {"prompt": "a lighthouse at dusk", "providers": ["deepinfra"], "width": 512, "height": 512,
+                 "steps": 2, "seed": 7, "num_images": 1}  # fmt: skip
+    result = asyncio.run(_mcp(launched[0].url, lambda session: session.call_tool("generate", arguments)))
     assert not result.isError, result.content
-    text = " ".join(item.text for item in result.content if item.type == "text")
-    # Gradio 6.31's MCP server answers a gallery output as text: the entries with a link to each PNG.
-    urls = re.findall(r"'url': '(http[^']+\.png)'", text)
-    assert len(urls) == 1 and "'seed': 7" in text and "'ok': True" in text
-    image = httpx.get(urls[0])
-    assert image.status_code == 200 and image.content.startswith(b"\x89PNG")
-    assert "a lighthouse at dusk" in read_png_text(image.content)["parameters"]
+    text, image = result.content
+    assert text.type == "text" and image.type == "image" and image.mimeType == "image/webp"
+    assert Image.open(io.BytesIO(base64.b64decode(image.data))).size == (512, 512)
+    summary = json.loads(text.text)
+    entry = summary["providers"]["deepinfra"]
+    assert summary["seed"] == 7 and entry["ok"] and entry["seed"] == 7 and entry["images"] == 1
+    png = httpx.get(entry["files"][0])
+    assert png.status_code == 200 and png.content.startswith(b"\x89PNG")
+    assert "a lighthouse at dusk" in read_png_text(png.content)["parameters"]

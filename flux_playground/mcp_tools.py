@@ -1,0 +1,152 @@
+"""The playground as MCP tools, over streamable HTTP at /gradio_api/mcp/ (the mcp SDK, no Gradio).
+
+    generate    run a prompt at one or more providers: the images (as image content) and a summary
+    prices      what one run would cost at every provider, and whether each can run it now
+    providers   what each provider honours (sizes, steps, seed) and whether it is ready
+
+Served by the page's server behind its gate (ui/gate.py), which decides who the caller is: the tools
+run in the request of the MCP client itself, so the spend limits count the real client, never an
+address a caller wrote into a header. Tools call the same backend as the page, the API and the CLI.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from mcp.server.fastmcp import Context, FastMCP
+from mcp.server.fastmcp.exceptions import ToolError
+from mcp.server.transport_security import TransportSecuritySettings
+from mcp.types import ImageContent, TextContent
+from pydantic import Field
+
+from .errors import PlaygroundError
+from .images import make_thumbnail
+from .limits import Guard
+from .models import GenerationRequest, GenerationResult
+from .service import Playground
+
+__all__ = ["McpApp", "create_mcp"]
+
+Scope = dict[str, Any]
+ASGIApp = Callable[[Scope, Any, Any], Awaitable[None]]
+#: Written PNGs of a result -> the URL paths they are served at (the page's file route).
+Publish = Callable[[GenerationResult], Awaitable[list[str]]]
+#: The preview sent as image content: big enough to judge, small enough for an agent's context.
+_PREVIEW_SIZE, _PREVIEW_QUALITY = 768, 82
+
+
+@dataclass
+class McpApp:
+    server: FastMCP
+    asgi: ASGIApp
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """Run the MCP session manager for as long as the page's server runs."""
+        async with self.server.session_manager.run():
+            yield
+
+
+def create_mcp(playground: Playground, guard: Guard, publish: Publish, *, loopback_only: bool) -> McpApp:
+    # DNS-rebinding protection for a server on loopback (a web page must not drive it); a public
+    # server has no fixed host name to check against.
+    security = TransportSecuritySettings(
+        enable_dns_rebinding_protection=loopback_only,
+        allowed_hosts=["127.0.0.1:*", "localhost:*", "[::1]:*"],
+        allowed_origins=["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"],
+    )
+    server = FastMCP(
+        "flux-playground",
+        instructions="Generate FLUX.1 [schnell] images at hosted providers, with prices before you pay.",
+        stateless_http=True,
+        json_response=True,
+        transport_security=security,
+    )
+    _tools(server, playground, guard, publish)
+    server.streamable_http_app()  # creates the session manager
+    manager = server.session_manager
+
+    async def asgi(scope: Scope, receive: Any, send: Any) -> None:
+        await manager.handle_request(scope, receive, send)
+
+    return McpApp(server, asgi)
+
+
+_PROVIDERS_HELP = 'Provider ids to run at, all at once, e.g. ["deepinfra", "segmind"].'
+
+
+def _field(name: str) -> Any:
+    """The request model's own description of a field, so the tool and the API say the same."""
+    return Field(description=GenerationRequest.model_fields[name].description)
+
+
+def _person(ctx: Context[Any, Any, Any]) -> str:
+    request = ctx.request_context.request
+    client = getattr(request, "client", None)
+    host = getattr(client, "host", None)
+    return f"ip:{host}" if isinstance(host, str) and host else "ip:unknown"
+
+
+def _root(ctx: Context[Any, Any, Any]) -> str:
+    request = ctx.request_context.request
+    base = getattr(request, "base_url", None)
+    return str(base).rstrip("/") if base is not None else ""
+
+
+def _tools(server: FastMCP, playground: Playground, guard: Guard, publish: Publish) -> None:
+    from .ui.runner import build_request, check_providers, run_generation, summarize
+
+    @server.tool(structured_output=False)
+    async def generate(
+        prompt: Annotated[str, _field("prompt")],
+        providers: Annotated[list[str], Field(description=_PROVIDERS_HELP)],
+        ctx: Context[Any, Any, Any],
+        width: Annotated[int, _field("width")] = 1024,
+        height: Annotated[int, _field("height")] = 1024,
+        steps: Annotated[int, _field("steps")] = 4,
+        seed: Annotated[int | None, _field("seed")] = None,
+        num_images: Annotated[int, _field("num_images")] = 1,
+    ) -> list[TextContent | ImageContent]:
+        """Generate images with FLUX.1 [schnell] at one or more hosted providers at once.
+
+        Every provider gets the same prompt and seed. Returns a JSON summary (per provider: seed,
+        latency, estimated and reported cost and the URLs of the full PNGs, or the error) and each
+        image as image content (a WebP preview; the PNG at its URL carries the parameters).
+        """
+        try:
+            names = check_providers(providers)
+            request = build_request(prompt, width, height, steps, seed, num_images, None, None)
+            last = None
+            async for snapshot in run_generation(
+                playground, request, names, guard=guard, person=_person(ctx), tick=None
+            ):
+                last = snapshot
+        except PlaygroundError as exc:
+            raise ToolError(exc.message) from None
+        assert last is not None
+        root = _root(ctx)
+        content: list[TextContent | ImageContent] = []
+        files: dict[str, list[str]] = {}
+        for name, slot in last.slots.items():
+            if slot.result is None:
+                continue
+            files[name] = [root + path for path in await publish(slot.result)]
+            for image in slot.result.images:
+                preview = await asyncio.to_thread(
+                    make_thumbnail, image.png, size=_PREVIEW_SIZE, quality=_PREVIEW_QUALITY
+                )
+                content.append(_image(preview))
+        summary = summarize(last, files)
+        content.insert(0, TextContent(type="text", text=json.dumps(summary, indent=1)))
+        return content
+
+
+def _image(webp: bytes) -> ImageContent:
+    import base64
+
+    return ImageContent(type="image", data=base64.b64encode(webp).decode(), mimeType="image/webp")
