@@ -26,12 +26,16 @@ from .settings import Settings
 
 __all__ = [
     "RETRYABLE_STATUS",
+    "TooLarge",
     "UnsafeURL",
+    "answer_cap",
+    "file_cap",
     "check_output_url",
     "download",
     "get_with_retries",
     "make_client",
     "parse_retry_after",
+    "read_capped",
 ]
 
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
@@ -74,6 +78,45 @@ _POOL_SHARDS = 128
 _KEEPALIVE_S = 15.0
 
 
+class TooLarge(ValueError):
+    """An answer or file above its byte cap; reading stopped there."""
+
+
+def file_cap(pixels: int, ceiling: int) -> int:
+    """Bytes one image file of `pixels` pixels may take, at most (and never above `ceiling`).
+
+    An image file of a FLUX output is never larger than its raw RGBA pixels (4 bytes each; PNG and
+    JPEG only get smaller on real images), plus room for headers and metadata. Reading stops there:
+    a provider (or anything pretending to be one) cannot make the server hold more
+    (docs/reliability.md, "Downloads").
+    """
+    return min(ceiling, pixels * 4 + 256 * 1024)
+
+
+def answer_cap(images: int, pixels: int, ceiling: int) -> int:
+    """Bytes a provider's answer may take: its images inline as base64 (4/3 of a file), and JSON."""
+    return file_cap(pixels, ceiling) * images * 4 // 3 + 256 * 1024
+
+
+async def read_capped(response: httpx.Response, max_bytes: int) -> bytes:
+    """The body of a streamed response, refusing it (TooLarge) as soon as it passes `max_bytes`."""
+    declared = response.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > max_bytes:
+        raise TooLarge(f"larger than {_mb(max_bytes)}")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        size += len(chunk)
+        if size > max_bytes:
+            raise TooLarge(f"larger than {_mb(max_bytes)}")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _mb(size: int) -> str:
+    return f"{size / 1_048_576:.1f}".removesuffix(".0") + " MB"
+
+
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
     """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date)."""
     if not value:
@@ -101,8 +144,10 @@ async def get_with_retries(
     base_delay: float = 0.25,
     timeout: float | None = None,
     sleep: Callable[[float], Awaitable[object]] | None = None,
+    max_bytes: int = 8 * 1_048_576,
 ) -> httpx.Response:
-    """GET with backoff for transient failures. Returns the last response; raises the last network error.
+    """GET with backoff for transient failures. Returns the last response, its body read up to
+    `max_bytes` (TooLarge beyond); raises the last network error.
 
     A `Retry-After` from the server sets the next wait; otherwise waits double from `base_delay`.
     """
@@ -111,7 +156,11 @@ async def get_with_retries(
         wait = delay
         last = attempt == attempts - 1
         try:
-            response = await client.get(url, headers=headers, timeout=timeout)
+            async with client.stream("GET", url, headers=headers, timeout=timeout) as streamed:
+                body = await read_capped(streamed, max_bytes)
+            response = httpx.Response(
+                streamed.status_code, headers=streamed.headers, content=body, request=streamed.request
+            )
         except (httpx.TransportError, httpx.TimeoutException):
             if last:
                 raise
@@ -205,15 +254,10 @@ async def _get_capped(client: httpx.AsyncClient, url: str, max_bytes: int) -> tu
                     continue
                 if response.status_code != 200:
                     return response, b""
-                declared = response.headers.get("content-length")
-                if declared and declared.isdigit() and int(declared) > max_bytes:
-                    raise ValueError(f"the output file is larger than {max_bytes // 1_048_576} MB")
-                body = bytearray()
-                async for chunk in response.aiter_bytes():
-                    body += chunk
-                    if len(body) > max_bytes:
-                        raise ValueError(f"the output file is larger than {max_bytes // 1_048_576} MB")
-                return response, bytes(body)
+                try:
+                    return response, await read_capped(response, max_bytes)
+                except TooLarge as exc:
+                    raise TooLarge(f"the output file is {exc}") from None
         except (httpx.TransportError, httpx.TimeoutException):
             if attempt == 2:
                 raise

@@ -6,12 +6,12 @@ duplicate-click protection, all checked before any provider is called (USERS.md 
         ...                                                          # call providers
         admission.settle("segmind", cost=Decimal("0.008"), billed=True)
 
-Spend is kept in the SQLite ledger (same file as history), so a restart does not reset it. A run
-reserves its estimated cost atomically (BEGIN IMMEDIATE), so concurrent requests cannot slip past a
-cap together; each provider's share is then settled at the reported cost, the estimate, or zero when
-the provider did not bill a failure. A reservation never settled (a crash) keeps counting: caps err
-on the side of the owner's wallet. People using their own key are not charged to the owner's caps:
-the caller leaves those providers out of `charges`.
+Spend and the request rate are kept in the SQLite ledger (same file as history), so a restart resets
+neither. A run reserves its estimated cost atomically (BEGIN IMMEDIATE), so concurrent requests cannot
+slip past a cap or the rate together; each provider's share is then settled at the reported cost,
+the estimate, or zero when the provider did not bill a failure. A reservation never settled (a crash)
+keeps counting: caps err on the side of the owner's wallet. People using their own key are not
+charged to the owner's caps: the caller leaves those providers out of `charges`.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ import secrets
 import sqlite3
 import threading
 import time
-from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -45,7 +44,12 @@ _LEDGER_STEPS = [
         " provider TEXT NOT NULL, micro_usd INTEGER NOT NULL, settled INTEGER NOT NULL DEFAULT 0,"
         " created_at REAL NOT NULL)",
         "CREATE INDEX spend_day_person ON spend (day, person)",
-    ]
+    ],
+    [
+        # One row per admitted run and person, kept for the rate window (pruned as runs come in).
+        "CREATE TABLE rate_events (person TEXT NOT NULL, at REAL NOT NULL)",
+        "CREATE INDEX rate_events_person_at ON rate_events (person, at)",
+    ],
 ]
 _RATE_WINDOW_S = 60.0
 
@@ -70,8 +74,8 @@ class Guard:
         self._clock = clock
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
-        self._recent: dict[str, deque[float]] = {}
         self._running: set[str] = set()
+        self._pruned_at = 0.0
 
     @property
     def _conn(self) -> sqlite3.Connection:
@@ -104,12 +108,10 @@ class Guard:
             raise LimitExceeded(
                 "This exact request is already running (a double click?). Wait for it to finish."
             )
-        self._check_rate(person)
         self._running.add(fingerprint)
         admission = Admission(self)
         try:
-            if charges:
-                admission._reservations = await asyncio.to_thread(self._reserve, person, charges)
+            admission._reservations = await asyncio.to_thread(self._admit, person, charges)
             yield admission
         finally:
             self._running.discard(fingerprint)
@@ -130,24 +132,6 @@ class Guard:
                 field="width",
             )
 
-    def _check_rate(self, person: str) -> None:
-        limit = self.settings.per_user_requests_per_minute
-        if limit is None:
-            return
-        now = self._clock()
-        recent = self._recent.setdefault(person, deque())
-        while recent and recent[0] <= now - _RATE_WINDOW_S:
-            recent.popleft()
-        if len(recent) >= limit:
-            wait = max(1, round(recent[0] + _RATE_WINDOW_S - now))
-            raise LimitExceeded(
-                f"Too many requests: at most {limit} per minute per person. Try again in {wait} s."
-            )
-        recent.append(now)
-        if len(self._recent) > 10_000:  # bound memory: forget people idle for a whole window
-            for key in [k for k, v in self._recent.items() if not v or v[-1] <= now - _RATE_WINDOW_S]:
-                del self._recent[key]
-
     def spent_today(self, person: str | None = None) -> Decimal:
         """Today's spend (UTC), for everyone or one person."""
         day = self._day()
@@ -161,7 +145,34 @@ class Guard:
                 )
             return Decimal(row.fetchone()[0] or 0) / _MICRO
 
-    def _reserve(self, person: str, charges: Mapping[str, Decimal | None]) -> dict[str, str]:
+    def _admit(self, person: str, charges: Mapping[str, Decimal | None]) -> dict[str, str]:
+        """The rate and the caps, checked and recorded in one transaction; the reservations made."""
+        who, now = _person_key(person), self._clock()
+        with self._lock, transaction(self._conn) as conn:
+            self._count_rate(conn, who, now)
+            return self._reserve(conn, who, charges) if charges else {}
+
+    def _count_rate(self, conn: sqlite3.Connection, who: str, now: float) -> None:
+        limit = self.settings.per_user_requests_per_minute
+        if limit is None:
+            return
+        if now - self._pruned_at >= _RATE_WINDOW_S:
+            self._pruned_at = now
+            conn.execute("DELETE FROM rate_events WHERE at <= ?", (now - _RATE_WINDOW_S,))
+        recent = conn.execute(
+            "SELECT COUNT(*), MIN(at) FROM rate_events WHERE person = ? AND at > ?",
+            (who, now - _RATE_WINDOW_S),
+        ).fetchone()
+        if recent[0] >= limit:
+            wait = max(1, round(recent[1] + _RATE_WINDOW_S - now))
+            raise LimitExceeded(
+                f"Too many requests: at most {limit} per minute per person. Try again in {wait} s."
+            )
+        conn.execute("INSERT INTO rate_events (person, at) VALUES (?, ?)", (who, now))
+
+    def _reserve(
+        self, conn: sqlite3.Connection, who: str, charges: Mapping[str, Decimal | None]
+    ) -> dict[str, str]:
         daily, personal = self.settings.daily_budget_usd, self.settings.per_user_daily_budget_usd
         unknown = [name for name, cost in charges.items() if cost is None]
         if unknown and (daily is not None or personal is not None):
@@ -171,30 +182,29 @@ class Guard:
             )
         amounts = {name: _micro(cost or Decimal(0)) for name, cost in charges.items()}
         wanted = sum(amounts.values())
-        day, who = self._day(), _person_key(person)
-        with self._lock, transaction(self._conn) as conn:
-            for cap, where, args, whose in (
-                (daily, "day = ?", (day,), "This app's daily budget"),
-                (personal, "day = ? AND person = ?", (day, who), "Your daily budget on this app"),
-            ):
-                if cap is None:
-                    continue
-                spent = conn.execute(f"SELECT SUM(micro_usd) FROM spend WHERE {where}", args).fetchone()[0]
-                if (spent or 0) + wanted > _micro(cap):
-                    raise LimitExceeded(
-                        f"{whose} ({format_usd(cap)}) would be passed: "
-                        f"{format_usd(Decimal(spent or 0) / _MICRO)} is spent today and this run costs about "
-                        f"{format_usd(Decimal(wanted) / _MICRO)}. It resets at 00:00 UTC "
-                        f"(in {self._until_midnight()}). You can use your own API key meanwhile."
-                    )
-            reservations = {}
-            for name, amount in amounts.items():
-                reservations[name] = secrets.token_hex(8)
-                conn.execute(
-                    "INSERT INTO spend (id, day, person, provider, micro_usd, settled, created_at)"
-                    " VALUES (?, ?, ?, ?, ?, 0, ?)",
-                    (reservations[name], day, who, name, amount, self._clock()),
+        day = self._day()
+        for cap, where, args, whose in (
+            (daily, "day = ?", (day,), "This app's daily budget"),
+            (personal, "day = ? AND person = ?", (day, who), "Your daily budget on this app"),
+        ):
+            if cap is None:
+                continue
+            spent = conn.execute(f"SELECT SUM(micro_usd) FROM spend WHERE {where}", args).fetchone()[0]
+            if (spent or 0) + wanted > _micro(cap):
+                raise LimitExceeded(
+                    f"{whose} ({format_usd(cap)}) would be passed: "
+                    f"{format_usd(Decimal(spent or 0) / _MICRO)} is spent today and this run costs about "
+                    f"{format_usd(Decimal(wanted) / _MICRO)}. It resets at 00:00 UTC "
+                    f"(in {self._until_midnight()}). You can use your own API key meanwhile."
                 )
+        reservations = {}
+        for name, amount in amounts.items():
+            reservations[name] = secrets.token_hex(8)
+            conn.execute(
+                "INSERT INTO spend (id, day, person, provider, micro_usd, settled, created_at)"
+                " VALUES (?, ?, ?, ?, ?, 0, ?)",
+                (reservations[name], day, who, name, amount, self._clock()),
+            )
         return reservations
 
     def _settle(self, reservation: str, cost: Decimal | None) -> None:

@@ -25,7 +25,7 @@ from pydantic import SecretStr
 
 from . import __version__
 from .errors import MalformedResponse, PlaygroundError, ProviderFailed, ProviderTimeout
-from .http import UnsafeURL, download, make_client
+from .http import UnsafeURL, answer_cap, download, file_cap, make_client
 from .images import (
     BadImage,
     a1111_parameters,
@@ -118,12 +118,14 @@ class Playground:
             if on_progress is not None:
                 on_progress(ProgressEvent(chosen.name, stage, detail))
 
+        pixels = request.width * request.height
         ctx = CallContext(
             client=self.client,
             settings=self.settings,
             key=key,
             progress=progress,
             expected_job_s=self._job_seconds.get(chosen.name),
+            max_answer_bytes=answer_cap(request.num_images, pixels, self.settings.max_download_bytes),
         )
         started = time.perf_counter()
         progress("submitting", None)
@@ -133,7 +135,8 @@ class Playground:
             if output.job_s is not None:
                 self._remember_job_time(chosen.name, output.job_s)
             progress("downloading", None)
-            raw = await asyncio.gather(*(self._fetch(chosen, item, key) for item in output.items))
+            cap = file_cap(pixels, self.settings.max_download_bytes)
+            raw = await asyncio.gather(*(self._fetch(chosen, item, cap) for item in output.items))
             downloaded = time.perf_counter()
             estimated = estimate_one(price_rules(self.settings).get(chosen.name), request)
             progress("saving", None)
@@ -156,7 +159,7 @@ class Playground:
         progress("done", None)
         return result
 
-    async def _fetch(self, provider: Provider, item: OutputItem, key: str) -> bytes:
+    async def _fetch(self, provider: Provider, item: OutputItem, max_bytes: int) -> bytes:
         """Any output form (bytes, URL, data URI, base64) to bytes; URLs are fetched safely."""
         if isinstance(item, bytes):
             return item
@@ -170,7 +173,7 @@ class Playground:
                 self.client,
                 item,
                 trusted_origin=provider.base_url(self.settings),
-                max_bytes=self.settings.max_download_bytes,
+                max_bytes=max_bytes,
                 timeout=self.settings.download_timeout,
             )
         except UnsafeURL as exc:

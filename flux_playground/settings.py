@@ -66,8 +66,8 @@ class Settings(BaseSettings):
     job_timeout: float = Field(180.0, gt=0, description="An asynchronous job, submit to done.")
     download_timeout: float = Field(30.0, gt=0)
 
-    # Untrusted images.
-    max_download_bytes: int = Field(40 * 1024 * 1024, gt=0)
+    # Untrusted images. Each is also capped by its size: at most 4 bytes a pixel (http.answer_cap).
+    max_download_bytes: int = Field(20 * 1024 * 1024, gt=0)
     max_image_pixels: int = Field(4096 * 4096, gt=0)
 
     #: Price overrides, JSON: {"segmind": {"basis": "per_image", "usd": "0.01"}}.

@@ -38,7 +38,7 @@ from ..errors import (
     ProviderTimeout,
     RateLimited,
 )
-from ..http import parse_retry_after
+from ..http import TooLarge, parse_retry_after, read_capped
 from ..models import Capabilities, GenerationRequest, Stage
 from ..settings import Settings
 
@@ -87,6 +87,8 @@ class CallContext:
     expected_job_s: float | None = None
     #: Set once the provider accepted the billable call: a failure after that may have been billed.
     accepted: bool = False
+    #: The most an answer to this request may take (http.answer_cap); reading stops there.
+    max_answer_bytes: int = 64 * 1_048_576
     #: Injected so tests of polling loops do not sleep for real.
     sleep: Callable[[float], Awaitable[object]] = asyncio.sleep
     clock: Callable[[], float] = time.monotonic
@@ -166,11 +168,22 @@ class Provider(ABC):
 
     async def send_once(self, ctx: CallContext, call: ProviderCall, *, timeout: float) -> httpx.Response:
         """POST exactly once; turn every transport failure and HTTP error into our exceptions."""
+        request = ctx.client.build_request(call.method, call.url, headers=call.headers, json=call.json)
         try:
             async with asyncio.timeout(timeout):
-                response = await ctx.client.request(
-                    call.method, call.url, headers=call.headers, json=call.json
-                )
+                streamed = await ctx.client.send(request, stream=True)
+                try:
+                    body = await read_capped(streamed, ctx.max_answer_bytes)
+                finally:
+                    await streamed.aclose()
+            response = httpx.Response(
+                streamed.status_code, headers=streamed.headers, content=body, request=request
+            )
+        except TooLarge as exc:
+            # Read this far, the provider answered: it may have billed.
+            too_large = self.malformed(f"the answer is {exc}")
+            too_large.billed = True
+            raise too_large from exc
         except (TimeoutError, httpx.TimeoutException) as exc:
             timed_out = ProviderTimeout(
                 self.label, f"no answer within {timeout:g} s. Try again later or pick another provider."

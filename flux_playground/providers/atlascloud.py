@@ -10,7 +10,7 @@ from typing import ClassVar
 import httpx
 
 from ..errors import ProviderFailed, ProviderTimeout
-from ..http import get_with_retries
+from ..http import TooLarge, get_with_retries
 from ..models import Capabilities, GenerationRequest
 from ..settings import Settings
 from ._base import CallContext, OutputItem, Provider, ProviderCall, ProviderOutput
@@ -117,7 +117,11 @@ class AtlasCloud(Provider):
 
     async def _get(self, ctx: CallContext, url: str, headers: dict[str, str]) -> httpx.Response:
         try:
-            return await get_with_retries(ctx.client, url, headers=headers, sleep=ctx.sleep)
+            return await get_with_retries(
+                ctx.client, url, headers=headers, sleep=ctx.sleep, max_bytes=ctx.max_answer_bytes
+            )
+        except TooLarge as exc:
+            raise self.malformed(f"a poll answer is {exc}") from exc
         except (httpx.TransportError, httpx.TimeoutException) as exc:
             raise ProviderFailed(self.label, f"polling failed ({type(exc).__name__}). Try again.") from exc
 
