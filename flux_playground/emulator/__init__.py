@@ -1,4 +1,4 @@
-"""Loopback emulator of the FLUX.1 [schnell] provider APIs (Atlas Cloud, Segmind, DeepInfra).
+"""Loopback emulator of the FLUX.1 [schnell] provider APIs (one module each, see registry.py).
 
 Written from docs only (shared PROVIDERS.md and the seed pages), independent of the
 client in ``flux_playground``, so that it can catch that client's mistakes. It serves
@@ -8,7 +8,19 @@ placeholder images, never real FLUX output.
 from __future__ import annotations
 
 from .app import EmulatorApp, create_app
-from .faults import FAULTS, PROVIDERS
+from .emulated import EmulatedProvider, ProviderState
+from .faults import FAULTS
+from .registry import EMULATED, register, unregister
 from .server import EmulatorServer
 
-__all__ = ["FAULTS", "PROVIDERS", "EmulatorApp", "EmulatorServer", "create_app"]
+__all__ = [
+    "EMULATED",
+    "FAULTS",
+    "EmulatedProvider",
+    "EmulatorApp",
+    "EmulatorServer",
+    "ProviderState",
+    "create_app",
+    "register",
+    "unregister",
+]

@@ -1,7 +1,8 @@
-"""Assembly: one Starlette app, one mount per provider, the control API beside them.
+"""Assembly: one Starlette app, one mount per registered provider, the control API beside them.
 
 The client's base URL for a provider is ``http://127.0.0.1:PORT/<provider>``; it
-appends the provider's documented paths (PROVIDERS.md 1.1, 2.1, 3.1, 3.2).
+appends the provider's documented paths (PROVIDERS.md 1.1, 2.1, 3.1, 3.2). The
+mounts come from the registry as it is when the app is created (see registry.py).
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.types import Message, Receive, Scope, Send
 
-from . import atlascloud, control, deepinfra, segmind
-from .faults import PROVIDERS, RAW_SEND_KEY, RESET_KEY
+from . import control
+from .faults import RAW_SEND_KEY, RESET_KEY
+from .registry import snapshot
 from .state import EmulatorState
 
 __all__ = ["EmulatorApp", "create_app"]
@@ -30,11 +32,9 @@ class EmulatorApp:
     def __init__(self, state: EmulatorState) -> None:
         self.state = state
         self.starlette = Starlette(routes=[
-            Mount("/atlascloud", routes=atlascloud.routes(state)),
-            Mount("/deepinfra", routes=deepinfra.routes(state)),
-            Mount("/segmind", routes=segmind.routes(state)),
+            *(Mount(f"/{name}", routes=p.routes(state)) for name, p in state.providers.items()),
             Mount("/_emulator", routes=control.routes(state)),
-            Route("/", _index, methods=["GET"]),
+            Route("/", self._index, methods=["GET"]),
         ])  # fmt: skip
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -43,7 +43,7 @@ class EmulatorApp:
             return
         scope[RAW_SEND_KEY] = send
         provider = scope["path"].split("/", 2)[1]
-        if provider not in PROVIDERS:
+        if provider not in self.state.providers:
             await self.starlette(scope, receive, send)
             return
         status = "no_response"
@@ -59,15 +59,14 @@ class EmulatorApp:
         finally:
             self.state.statuses[provider]["no_response" if scope.get(RESET_KEY) else status] += 1
 
-
-async def _index(request: Request) -> Response:
-    return JSONResponse({
-        "emulator": "flux-playground provider emulator (placeholder images, not FLUX)",
-        "base_urls": {p: f"{request.base_url}{p}" for p in PROVIDERS},
-        "control": f"{request.base_url}_emulator/",
-    })  # fmt: skip
+    async def _index(self, request: Request) -> Response:
+        return JSONResponse({
+            "emulator": "flux-playground provider emulator (placeholder images, not FLUX)",
+            "base_urls": {p: f"{request.base_url}{p}" for p in self.state.providers},
+            "control": f"{request.base_url}_emulator/",
+        })  # fmt: skip
 
 
 def create_app(latency: float = 0.3, state: EmulatorState | None = None) -> EmulatorApp:
-    """The ASGI app; pass ``state`` to keep a handle on it (EmulatorServer does)."""
-    return EmulatorApp(state or EmulatorState(base_latency=latency, latency=latency))
+    """The ASGI app, serving the providers registered now (or those of ``state``)."""
+    return EmulatorApp(state or EmulatorState(snapshot(), base_latency=latency, latency=latency))

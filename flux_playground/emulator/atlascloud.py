@@ -14,6 +14,7 @@ import random
 import re
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.requests import Request
@@ -35,6 +36,7 @@ from .common import (
     sleep_until,
 )
 from .directives import DirectiveError, VariantGroups, parse_directives, resolve_variants
+from .emulated import EmulatedProvider, ProviderState
 from .faults import (
     Dialect,
     FaultError,
@@ -46,7 +48,7 @@ from .images import ImageSpec, corrupt
 from .jobs import Job
 from .state import EmulatorState
 
-__all__ = ["DIALECT", "MODELS", "NAME", "VARIANT_GROUPS", "routes"]
+__all__ = ["DIALECT", "MODELS", "NAME", "PROVIDER", "VARIANT_GROUPS", "AtlasState", "routes"]
 
 NAME = "atlascloud"
 # 1.1: the flux-schnell listing and its WaveSpeed twin with an identical schema.
@@ -59,7 +61,9 @@ _FIELDS = frozenset({
     "enable_sync_mode", "enable_base64_output", "enable_safety_checker",
 })  # fmt: skip
 _SIZE = re.compile(r"^(\d+)\*(\d+)$")  # 1.2: "W*H" -- the separator is '*', not 'x'
-SIZE_MIN, SIZE_MAX = 256, 2048  # assumption: the range is not documented (1.2)
+# Atlas does not document the range (1.2); the upstream WaveSpeed schema of the same
+# model says "Each dimension 256-1536" (PROVIDERS-NEXT.md 1.1, finding A3).
+SIZE_MIN, SIZE_MAX = 256, 1536
 FRESH_404_SECONDS = 1.5  # 404_fresh window; Atlas's own client tolerates 30 s (1.3)
 SYNC_MODE_MAX_WAIT = 60.0  # assumption: sync mode gives up and answers "processing"
 _SLOW_CHUNK, _SLOW_INTERVAL = 8, 0.25  # slow_download: 32 bytes/s
@@ -101,8 +105,9 @@ DIALECT = Dialect(
 )
 
 
+_LIFECYCLE_FAULTS = ("failed_job", "never_completes", "404_fresh")
 _CONTENT_FAULTS = ("not_image", "truncated", "slow_download", "huge_download")
-_JOB_FAULTS = ("failed_job", "never_completes", "404_fresh", *_CONTENT_FAULTS)
+_JOB_FAULTS = (*_LIFECYCLE_FAULTS, *_CONTENT_FAULTS)
 
 
 def _is_request_fault(fault: str) -> bool:
@@ -111,6 +116,19 @@ def _is_request_fault(fault: str) -> bool:
 
 def _is_job_fault(fault: str) -> bool:
     return fault in _JOB_FAULTS
+
+
+@dataclass
+class AtlasState(ProviderState):
+    """uploadMedia files, kept so their download_url works (1.5: "cleaned up periodically")."""
+
+    uploads: dict[str, tuple[str, str, bytes]] = field(default_factory=dict)
+
+    def reset(self) -> None:
+        self.uploads.clear()
+
+    def stats(self) -> dict[str, object]:
+        return {"uploads": len(self.uploads)}
 
 
 def _parse_size(body: dict[str, Any]) -> tuple[int, int]:
@@ -127,6 +145,7 @@ def _parse_size(body: dict[str, Any]) -> tuple[int, int]:
 class AtlasCloud:
     def __init__(self, state: EmulatorState) -> None:
         self.state = state
+        self.own = state.provider_state(NAME, AtlasState)
 
     def _closing(self) -> bool:
         return self.state.closing
@@ -198,11 +217,11 @@ class AtlasCloud:
             ready=now + latency,
             ignored_fields=sorted(set(body) - _FIELDS),
         )
-        faults = check_directive_faults(NAME, directives.faults, ("submit", "poll", "download"))
+        faults = check_directive_faults(PROVIDER, directives.faults, ("submit", "poll", "download"))
         # Queued lifecycle faults belong to the job created here (see faults.py); the
         # queue counts them as fired, directive ones are counted when they take effect.
         if (queued := self.state.take_fault(NAME, "submit", _is_job_fault)) is not None:
-            faults.append((queued, check_fault(NAME, queued, None)))
+            faults.append((queued, check_fault(PROVIDER, queued, None)))
         now_faults = []
         for n, (fault, stage) in enumerate(faults):
             if fault in _JOB_FAULTS:
@@ -236,8 +255,8 @@ class AtlasCloud:
         return await self._poll(request, request.query_params.get("predictionId", ""), legacy=True)
 
     async def _poll(self, request: Request, job_id: str, legacy: bool) -> Response:
-        if (queued := self.state.take_fault(NAME, "poll")) is not None:
-            return await self._fault(queued, request)
+        if (faulted := await self.state.queued_fault(NAME, "poll", request, DIALECT)) is not None:
+            return faulted
         if (denied := self._unauthorized(request)) is not None:
             return denied
         self.state.log_request(request, NAME, "poll", None)
@@ -357,8 +376,8 @@ class AtlasCloud:
 
     async def upload(self, request: Request) -> Response:
         self.state.hit(request, NAME, "upload", "/api/v1/model/uploadMedia")
-        if (queued := self.state.take_fault(NAME, "upload")) is not None:
-            return await self._fault(queued, request)
+        if (faulted := await self.state.queued_fault(NAME, "upload", request, DIALECT)) is not None:
+            return faulted
         if (denied := self._unauthorized(request)) is not None:
             return denied
         if not request.headers.get("content-type", "").startswith("multipart/form-data"):
@@ -374,9 +393,10 @@ class AtlasCloud:
             content_type = upload.content_type or "application/octet-stream"
         self.state.log_request(request, NAME, "upload", {"filename": filename, "size": len(data)})
         upload_id = new_id()
-        self.state.uploads[upload_id] = (filename, content_type, data)
-        while len(self.state.uploads) > _MAX_STORED_UPLOADS:
-            del self.state.uploads[next(iter(self.state.uploads))]
+        uploads = self.own.uploads
+        uploads[upload_id] = (filename, content_type, data)
+        while len(uploads) > _MAX_STORED_UPLOADS:
+            del uploads[next(iter(uploads))]
         # 1.5: response shape per SKILL.md / mcp-server UploadResponse.
         return JSONResponse({"code": 200, "message": "success", "data": {
             "type": content_type,
@@ -387,7 +407,7 @@ class AtlasCloud:
 
     async def uploaded_file(self, request: Request) -> Response:
         self.state.hit(request, NAME, "download", "/uploads/{upload_id}/{filename}")
-        stored = self.state.uploads.get(request.path_params["upload_id"])
+        stored = self.own.uploads.get(request.path_params["upload_id"])
         if stored is None:
             return Response("Not Found", 404, media_type="text/plain")
         return Response(stored[2], media_type=stored[1])
@@ -395,8 +415,8 @@ class AtlasCloud:
     async def models(self, request: Request) -> Response:
         # 1.1: the catalogue needs no auth; 1.6: price read from price.actual.base_price.
         self.state.hit(request, NAME, "models", "/api/v1/models")
-        if (queued := self.state.take_fault(NAME, "models")) is not None:
-            return await self._fault(queued, request)
+        if (faulted := await self.state.queued_fault(NAME, "models", request, DIALECT)) is not None:
+            return faulted
         return JSONResponse({"code": 200, "data": [{
             "model": model,
             "type": "Image",
@@ -441,3 +461,21 @@ def routes(state: EmulatorState) -> list[BaseRoute]:
         Route("/uploads/{upload_id}/{filename}", api.uploaded_file, methods=["GET"]),
         Route("/{path:path}", api.not_found, methods=["GET", "POST", "PUT", "DELETE", "PATCH"]),
     ]
+
+
+PROVIDER = EmulatedProvider(
+    name=NAME,
+    routes=routes,
+    stages=("submit", "poll", "download", "upload", "models"),
+    faults={
+        # 1.3: a job may fail, stay "processing", or be briefly unknown to the poll; these
+        # show at the poll but belong to the job, so the next submit takes a queued one.
+        **{fault: ("poll",) for fault in _LIFECYCLE_FAULTS},
+        # Bad output files: served by the download (inline base64 outputs carry them too).
+        **{fault: ("download",) for fault in _CONTENT_FAULTS},
+    },
+    job_faults=frozenset(_LIFECYCLE_FAULTS),
+    binary_stages=frozenset({"download"}),  # output files are PNG, not JSON
+    variants=VARIANT_GROUPS,
+    make_state=AtlasState,
+)

@@ -30,11 +30,19 @@ __all__ = [
 
 
 class ValidationError(ValueError):
-    """A request the provider would refuse; ``status`` is the HTTP status it answers."""
+    """A request the provider would refuse; ``status`` is the HTTP status it answers.
 
-    def __init__(self, message: str, status: int = 400) -> None:
+    ``field`` and ``kind`` are what a FastAPI provider reports as ``loc`` and ``type``
+    in its 422 list; other providers only use the message.
+    """
+
+    def __init__(
+        self, message: str, status: int = 400, *, field: str | None = None, kind: str = "value_error"
+    ) -> None:
         super().__init__(message)
         self.status = status
+        self.field = field
+        self.kind = kind
 
 
 def bearer_token(request: Request) -> str | None:
@@ -55,7 +63,7 @@ async def read_json_object(request: Request) -> dict[str, Any]:
     try:
         data = json.loads(raw)
     except ValueError as exc:
-        raise ValidationError("request body is not valid JSON") from exc
+        raise ValidationError("request body is not valid JSON", kind="json_invalid") from exc
     if not isinstance(data, dict):
         raise ValidationError("request body must be a JSON object")
     return data
@@ -92,7 +100,8 @@ def _is_int(value: object) -> bool:
 def get_prompt(body: dict[str, Any]) -> str:
     prompt = body.get("prompt")
     if not isinstance(prompt, str) or not prompt.strip():
-        raise ValidationError("prompt is required and must be a non-empty string")
+        kind = "missing" if prompt is None else "value_error"
+        raise ValidationError("prompt is required and must be a non-empty string", field="prompt", kind=kind)
     return prompt
 
 
@@ -104,26 +113,29 @@ def get_int(
         return None
     if not _is_int(value) or not low <= value <= high or value % multiple_of:
         step = f" in multiples of {multiple_of}" if multiple_of > 1 else ""
-        raise ValidationError(f"{name} must be an integer between {low} and {high}{step}, got {value!r}")
+        message = f"{name} must be an integer between {low} and {high}{step}, got {value!r}"
+        raise ValidationError(message, field=name)
     return int(value)
 
 
 def get_number(body: dict[str, Any], name: str, default: float, low: float, high: float) -> float:
     value = default if body.get(name) is None else body[name]
     if not (_is_int(value) or isinstance(value, float)) or not low <= value <= high:
-        raise ValidationError(f"{name} must be a number between {low:g} and {high:g}, got {value!r}")
+        message = f"{name} must be a number between {low:g} and {high:g}, got {value!r}"
+        raise ValidationError(message, field=name)
     return float(value)
 
 
 def get_bool(body: dict[str, Any], name: str, default: bool) -> bool:
     value = default if body.get(name) is None else body[name]
     if not isinstance(value, bool):
-        raise ValidationError(f"{name} must be a boolean, got {value!r}")
+        raise ValidationError(f"{name} must be a boolean, got {value!r}", field=name)
     return value
 
 
 def get_choice(body: dict[str, Any], name: str, default: str, choices: Sequence[str]) -> str:
     value = default if body.get(name) is None else body[name]
     if value not in choices:
-        raise ValidationError(f"{name} must be one of: {', '.join(choices)}; got {value!r}")
+        message = f"{name} must be one of: {', '.join(choices)}; got {value!r}"
+        raise ValidationError(message, field=name, kind="enum")
     return str(value)

@@ -14,18 +14,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from . import atlascloud, segmind
-from .directives import MAX_LATENCY, DirectiveError, VariantGroups, resolve_variants
-from .faults import FAULTS, PROVIDERS, STAGES, FaultError, fault_stages
+from .directives import MAX_LATENCY, DirectiveError, resolve_variants
+from .emulated import ConfigError
+from .faults import FAULTS, FaultError, fault_stages
 from .state import EmulatorState
 
-__all__ = ["VARIANTS", "routes"]
+__all__ = ["routes"]
 
-VARIANTS: dict[str, VariantGroups] = {
-    "atlascloud": atlascloud.VARIANT_GROUPS,
-    "deepinfra": {},
-    "segmind": segmind.VARIANT_GROUPS,
-}
+_CONFIG_KEYS = ("latency", "variants", "providers")
 
 
 class ControlError(ValueError):
@@ -43,24 +39,10 @@ async def _body(request: Request) -> Any:
         raise ControlError("body is not valid JSON") from exc
 
 
-def _provider(value: object) -> str:
-    if value not in PROVIDERS:
-        raise ControlError(f"provider must be one of: {', '.join(PROVIDERS)}; got {value!r}")
-    return str(value)
-
-
 def _latency(value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= MAX_LATENCY:
         raise ControlError(f"latency must be a number of seconds in [0, {MAX_LATENCY:g}]")
     return float(value)
-
-
-def _variant_names(provider: str, value: object) -> tuple[str, ...]:
-    names = (value,) if isinstance(value, str) else value
-    if not isinstance(names, list | tuple) or not all(isinstance(n, str) for n in names):
-        raise ControlError("variants must be a name or a list of names")
-    resolve_variants(VARIANTS[provider], tuple(names))  # raises on unknown names
-    return tuple(names)
 
 
 def _count(value: object) -> int:
@@ -72,15 +54,30 @@ def _count(value: object) -> int:
 class Control:
     def __init__(self, state: EmulatorState) -> None:
         self.state = state
+        self.providers = state.providers
+
+    def _provider(self, value: object) -> str:
+        if not isinstance(value, str) or value not in self.providers:
+            raise ControlError(f"provider must be one of: {', '.join(self.providers)}; got {value!r}")
+        return value
+
+    def _variant_names(self, provider: str, value: object) -> tuple[str, ...]:
+        names = (value,) if isinstance(value, str) else value
+        if not isinstance(names, list | tuple) or not all(isinstance(n, str) for n in names):
+            raise ControlError("variants must be a name or a list of names")
+        resolve_variants(self.providers[provider].variants, tuple(names))  # raises on unknown names
+        return tuple(names)
 
     async def index(self, request: Request) -> Response:
+        providers = self.providers.values()
         return JSONResponse({
-            "providers": {p: f"{request.base_url}{p}" for p in PROVIDERS},
+            "providers": {p.name: f"{request.base_url}{p.name}" for p in providers},
             "faults": FAULTS,
-            "fault_stages": {p: {f: list(fault_stages(p, f)) for f in FAULTS if fault_stages(p, f)}
-                             for p in PROVIDERS},
-            "stages": STAGES,
-            "variants": VARIANTS,
+            "fault_stages": {p.name: {f: list(fault_stages(p, f)) for f in FAULTS if fault_stages(p, f)}
+                             for p in providers},
+            "stages": {p.name: list(p.stages) for p in providers},
+            "variants": {p.name: p.variants for p in providers},
+            "config": self.state.config(),
             "directives": ["[fault:NAME]", "[fault:NAME@STAGE]", "[latency:SECONDS]",
                            "[variant:NAME,NAME]"],
             "keys": "any non-empty key works, except keys starting with 'invalid' (401)",
@@ -118,7 +115,7 @@ class Control:
                         raise ControlError("each fault must be a JSON object")
                     stage = item.get("stage")
                     self.state.faults.add(
-                        _provider(item.get("provider")),
+                        self._provider(item.get("provider")),
                         str(item.get("fault")),
                         None if stage is None else str(stage),
                         _count(item.get("count", 1)),
@@ -133,8 +130,8 @@ class Control:
             return JSONResponse({"queued": {}})
         try:
             body = await _body(request)
-            provider = _provider(body.get("provider") if isinstance(body, dict) else None)
-            names = _variant_names(provider, body.get("variants", body.get("variant")))
+            provider = self._provider(body.get("provider") if isinstance(body, dict) else None)
+            names = self._variant_names(provider, body.get("variants", body.get("variant")))
             count = _count(body.get("count", 1))
         except (ControlError, DirectiveError) as exc:
             return _bad(str(exc))
@@ -145,39 +142,43 @@ class Control:
         if request.method == "PUT":
             try:
                 self._apply_config(await _body(request))
-            except (ControlError, DirectiveError) as exc:
+            except (ControlError, ConfigError, DirectiveError) as exc:
                 return _bad(str(exc))
         return JSONResponse(self.state.config())
 
     def _apply_config(self, body: object) -> None:
         if not isinstance(body, dict):
             raise ControlError("config must be a JSON object")
-        known = {"latency", "variants", "segmind_credits", "deepinfra_max_concurrency"}
-        if unknown := set(body) - known:
-            raise ControlError(f"unknown config keys {sorted(unknown)}; valid: {sorted(known)}")
+        if unknown := set(body) - set(_CONFIG_KEYS):
+            raise ControlError(f"unknown config keys {sorted(unknown)}; valid: {', '.join(_CONFIG_KEYS)}")
         latency = body.get("latency")
-        if isinstance(latency, dict):  # {"default": 0.3, "segmind": 0.5, "atlascloud": null}
+        if isinstance(latency, dict):  # {"default": 0.3, "<provider>": 0.5, "<other>": null}
             for name, value in latency.items():
                 if name == "default":
                     self.state.latency = _latency(value)
                 elif value is None:
-                    self.state.provider_latency.pop(_provider(name), None)
+                    self.state.provider_latency.pop(self._provider(name), None)
                 else:
-                    self.state.provider_latency[_provider(name)] = _latency(value)
+                    self.state.provider_latency[self._provider(name)] = _latency(value)
         elif latency is not None:
             self.state.latency = _latency(latency)
         variants = body.get("variants", {})
         if not isinstance(variants, dict):
             raise ControlError('variants must be {"provider": [names]}')
         for name, value in variants.items():
-            self.state.default_variants[_provider(name)] = _variant_names(name, value)
-        if "segmind_credits" in body:
-            credits = body["segmind_credits"]
-            if isinstance(credits, bool) or not isinstance(credits, int | float):
-                raise ControlError("segmind_credits must be a number")
-            self.state.segmind_credits = float(credits)
-        if "deepinfra_max_concurrency" in body:
-            self.state.deepinfra_max_concurrency = _count(body["deepinfra_max_concurrency"])
+            provider = self._provider(name)
+            self.state.default_variants[provider] = self._variant_names(provider, value)
+        # Each provider's own keys, applied by its ProviderState: {"<provider>": {"key": value}}.
+        providers = body.get("providers", {})
+        if not isinstance(providers, dict) or not all(isinstance(v, dict) for v in providers.values()):
+            raise ControlError('providers must be {"provider": {"key": value}}')
+        for name, values in providers.items():
+            own = self.state.own[self._provider(name)]
+            for key, value in values.items():
+                try:
+                    own.configure(key, value)
+                except ConfigError as exc:
+                    raise ConfigError(f"{name}: {exc}") from exc
 
     async def reset(self, request: Request) -> Response:
         self.state.reset()

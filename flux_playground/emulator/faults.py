@@ -2,30 +2,33 @@
 
 Every fault has a *stage* (which kind of request it hits) per provider; the first
 stage listed by :func:`fault_stages` is its natural stage, used when neither the
-control API nor the ``[fault:NAME@STAGE]`` directive names one.
+control API nor the ``[fault:NAME@STAGE]`` directive names one. Which faults apply
+where is declared by each provider (``EmulatedProvider.stages``/``faults``).
 
-Atlas lifecycle faults (``failed_job``, ``never_completes``, ``404_fresh``) show at
-the poll stage but belong to a job, so a queued one is consumed by the next submit
-(the job it creates carries the fault).
+Job faults (``EmulatedProvider.job_faults``, e.g. an async job that fails or never
+completes) show at a later stage but belong to a job, so a queued one is consumed
+by the next request at the provider's first stage (the job it creates carries it).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from .emulated import EmulatedProvider
+
 __all__ = [
     "FAULTS",
-    "PROVIDERS",
+    "JSON_FAULTS",
     "RAW_SEND_KEY",
+    "REQUEST_FAULTS",
     "RESET_KEY",
-    "STAGES",
     "Dialect",
     "FaultError",
     "FaultQueue",
@@ -36,20 +39,12 @@ __all__ = [
     "respond_with_fault",
 ]
 
-PROVIDERS = ("atlascloud", "deepinfra", "segmind")
-
-# Request kinds per provider; "any" in the control API matches all of them.
-STAGES: dict[str, tuple[str, ...]] = {
-    "atlascloud": ("submit", "poll", "download", "upload", "models"),
-    "deepinfra": ("submit",),
-    "segmind": ("submit", "credits"),
-}
-
+# The catalogue; the README's fault table gives each provider's wording.
 FAULTS: dict[str, str] = {
     "401": "401 with the provider's documented unauthorized body",
-    "credits": "out of credits: Atlas 402, Segmind 406, DeepInfra 402",
+    "credits": "out of credits, with the provider's documented status and body",
     "429": "429 rate limited, with Retry-After: 1",
-    "429_no_retry_after": "429 without Retry-After (Segmind: x-rate-limit-reset-at-utc)",
+    "429_no_retry_after": "429 without Retry-After (or with the provider's own reset header)",
     "500": "500 with the provider's error body",
     "502": "502 with an HTML body, as a proxy in front of the provider sends",
     "reset": "connection closed without any response",
@@ -58,18 +53,19 @@ FAULTS: dict[str, str] = {
     "missing_fields": "200 valid JSON without the fields a client needs",
     "not_image": "200 whose image bytes / base64 are not an image",
     "truncated": "200 with a PNG/JPEG cut in half",
-    "failed_job": "Atlas: job ends 'failed' with data.error; others: 500 'inference failed'",
-    "never_completes": "Atlas: job stays 'processing' forever",
-    "404_fresh": "Atlas: poll answers 404 for the first 1.5 s after submit",
-    "slow_download": "Atlas: output file served at a few bytes per second",
-    "huge_download": "Atlas: output file of 1 GiB, chunked, no Content-Length",
+    "failed_job": "the inference fails: an async job ends 'failed', a sync call answers 500",
+    "never_completes": "an async job stays 'processing' forever",
+    "404_fresh": "polls answer 404 for the first 1.5 s after submit",
+    "slow_download": "an output file served at a few bytes per second",
+    "huge_download": "an output file of 1 GiB, chunked, no Content-Length",
 }
 
-_RESPONSE_FAULTS = (
+# Faults every provider has at every stage (answered by respond_with_fault).
+REQUEST_FAULTS = (
     "401", "credits", "429", "429_no_retry_after", "500", "502", "reset", "hang",
     "malformed", "missing_fields",
 )  # fmt: skip
-_ATLAS_LIFECYCLE = ("failed_job", "never_completes", "404_fresh")
+JSON_FAULTS = ("malformed", "missing_fields")  # not at a provider's binary stages
 
 RAW_SEND_KEY = "flux_emulator.raw_send"  # scope key: the server's own ``send`` (see app.py)
 RESET_KEY = "flux_emulator.reset"  # scope key set once the connection was aborted
@@ -80,41 +76,33 @@ class FaultError(ValueError):
     """An unknown fault, or one that does not apply to that provider or stage."""
 
 
-def fault_stages(provider: str, fault: str) -> tuple[str, ...]:
+def fault_stages(provider: EmulatedProvider, fault: str) -> tuple[str, ...]:
     """Stages at which ``fault`` can hit ``provider``; the first is its natural stage."""
-    stages = STAGES[provider]
-    if fault in ("malformed", "missing_fields"):
-        return tuple(s for s in stages if s != "download")  # a download is not JSON
-    if fault in _RESPONSE_FAULTS:
-        return stages
-    if provider == "atlascloud":
-        if fault in _ATLAS_LIFECYCLE:
-            return ("poll",)
-        if fault in ("not_image", "truncated", "slow_download", "huge_download"):
-            return ("download",)
-    elif fault in ("failed_job", "not_image", "truncated"):
-        return ("submit",)
+    if fault in provider.faults:
+        return provider.faults[fault]
+    if fault in JSON_FAULTS:
+        return tuple(s for s in provider.stages if s not in provider.binary_stages)
+    if fault in REQUEST_FAULTS:
+        return provider.stages
     return ()
 
 
-def check_fault(provider: str, fault: str, stage: str | None) -> str:
+def check_fault(provider: EmulatedProvider, fault: str, stage: str | None) -> str:
     """Validate and return the effective stage (natural stage when ``stage`` is None)."""
-    if provider not in STAGES:
-        raise FaultError(f"unknown provider {provider!r}; valid: {', '.join(PROVIDERS)}")
     if fault not in FAULTS:
         raise FaultError(f"unknown fault {fault!r}; valid: {', '.join(FAULTS)}")
     stages = fault_stages(provider, fault)
     if not stages:
-        raise FaultError(f"fault {fault!r} does not apply to {provider}")
+        raise FaultError(f"fault {fault!r} does not apply to {provider.name}")
     if stage is None:
         return stages[0]
     if stage != "any" and stage not in stages:
-        raise FaultError(f"fault {fault!r} on {provider} applies at: {', '.join(stages)} or any")
+        raise FaultError(f"fault {fault!r} on {provider.name} applies at: {', '.join(stages)} or any")
     return stage
 
 
 def check_directive_faults(
-    provider: str, faults: Sequence[tuple[str, str | None]], stages: Sequence[str]
+    provider: EmulatedProvider, faults: Sequence[tuple[str, str | None]], stages: Sequence[str]
 ) -> list[tuple[str, str]]:
     """Validate ``[fault:NAME@STAGE]`` directives: a prompt only reaches some stages."""
     checked = [(fault, check_fault(provider, fault, stage)) for fault, stage in faults]
@@ -124,11 +112,10 @@ def check_directive_faults(
     return checked
 
 
-def _consumed_at(provider: str, fault: str, stage: str) -> frozenset[str]:
-    stages = fault_stages(provider, fault) if stage == "any" else (stage,)
-    if provider == "atlascloud" and fault in _ATLAS_LIFECYCLE:
-        return frozenset({"submit"})  # the fault belongs to the job the submit creates
-    return frozenset(stages)
+def _consumed_at(provider: EmulatedProvider, fault: str, stage: str) -> frozenset[str]:
+    if fault in provider.job_faults:
+        return frozenset(provider.stages[:1])  # the fault belongs to the job that request creates
+    return frozenset(fault_stages(provider, fault) if stage == "any" else (stage,))
 
 
 @dataclass
@@ -147,14 +134,18 @@ class QueuedFault:
 class FaultQueue:
     """FIFO of faults for the next matching requests; only touched on the event loop."""
 
-    def __init__(self) -> None:
+    def __init__(self, providers: Mapping[str, EmulatedProvider]) -> None:
+        self._providers = providers
         self._items: list[QueuedFault] = []
 
     def add(self, provider: str, fault: str, stage: str | None = None, count: int = 1) -> QueuedFault:
-        stage = check_fault(provider, fault, stage)
+        spec = self._providers.get(provider)
+        if spec is None:
+            raise FaultError(f"unknown provider {provider!r}; valid: {', '.join(self._providers)}")
+        stage = check_fault(spec, fault, stage)
         if count < 1:
             raise FaultError("count must be >= 1")
-        item = QueuedFault(provider, fault, stage, count, _consumed_at(provider, fault, stage))
+        item = QueuedFault(provider, fault, stage, count, _consumed_at(spec, fault, stage))
         self._items.append(item)
         return item
 
@@ -176,18 +167,23 @@ class FaultQueue:
         return [item.as_dict() for item in self._items]
 
 
+def _no_fields() -> dict[str, object]:
+    return {}
+
+
 @dataclass(frozen=True)
 class Dialect:
-    """How one provider endpoint words its errors (PROVIDERS.md 1.4, 2.2, 3.3)."""
+    """How one provider endpoint words its errors; each provider module sets its own
+    from its docs (the defaults are only a neutral start for a new provider)."""
 
     provider: str
     error: Callable[[int, str], Response]
-    unauthorized_message: str
-    credits_status: int
-    credits_message: str
-    rate_limit_message: str
-    missing_fields: Callable[[], dict[str, object]]
-    reset_at_header: bool = False  # Segmind's 429 carries x-rate-limit-reset-at-utc
+    unauthorized_message: str = "Unauthorized"
+    credits_status: int = 402
+    credits_message: str = "Insufficient credits"
+    rate_limit_message: str = "Too many requests"
+    missing_fields: Callable[[], dict[str, object]] = _no_fields  # a 200 body without the payload
+    reset_at_header: bool = False  # a 429 with x-rate-limit-reset-at-utc instead of Retry-After
 
 
 _PROXY_502 = (

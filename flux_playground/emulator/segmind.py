@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -24,11 +25,14 @@ from .common import (
     read_json_object,
 )
 from .directives import DirectiveError, VariantGroups, parse_directives, resolve_variants
+from .emulated import ConfigKeys, EmulatedProvider, ProviderState, config_number
 from .faults import Dialect, FaultError, check_directive_faults, respond_with_fault
 from .images import ImageSpec, corrupt
 from .state import EmulatorState
 
-__all__ = ["DIALECT", "NAME", "SAMPLERS", "SCHEDULERS", "VARIANT_GROUPS", "routes"]
+__all__ = [
+    "DIALECT", "NAME", "PROVIDER", "SAMPLERS", "SCHEDULERS", "VARIANT_GROUPS", "SegmindState", "routes",
+]  # fmt: skip
 
 NAME = "segmind"
 GENERATE_ROUTE = "/v1/flux-schnell"
@@ -44,6 +48,7 @@ SAMPLERS = (
 SCHEDULERS = ("normal", "karras", "exponential", "sgm_uniform", "simple", "ddim_uniform")
 MAX_SAMPLES = 4  # assumption: the range of samples is not documented (2.1)
 COST_PER_IMAGE = 0.008  # 2.4: "~$0.008" per run on the model page
+START_CREDITS = 100.0  # assumption: x-remaining-credits starts here after each reset
 # The third-party variant: "base64": true answers {"image": "<base64>"} (2.1 [S]).
 VARIANT_GROUPS: VariantGroups = {"body": ("jpeg", "json")}
 _PROXY_405 = b"<html><head><title>405 Not Allowed</title></head><body>405 Not Allowed</body></html>"
@@ -65,6 +70,20 @@ DIALECT = Dialect(
 )
 
 
+@dataclass
+class SegmindState(ProviderState):
+    """The account balance behind x-remaining-credits (2.2); config key ``credits``."""
+
+    config_keys: ClassVar[ConfigKeys] = {"credits": config_number}
+    credits: float = START_CREDITS
+
+    def reset(self) -> None:
+        self.credits = START_CREDITS
+
+    def stats(self) -> dict[str, object]:
+        return {"credits": self.credits}
+
+
 def _validate(body: dict[str, Any]) -> tuple[str, int, int, int, int]:
     prompt = get_prompt(body)
     get_int(body, "steps", 4, 1, 8)
@@ -82,6 +101,7 @@ def _validate(body: dict[str, Any]) -> tuple[str, int, int, int, int]:
 class Segmind:
     def __init__(self, state: EmulatorState) -> None:
         self.state = state
+        self.own = state.provider_state(NAME, SegmindState)
 
     def _unauthorized(self, request: Request) -> Response | None:
         # 2.2: the key goes in x-api-key; a Bearer token is not accepted.
@@ -94,7 +114,7 @@ class Segmind:
         return await respond_with_fault(fault, request, DIALECT, self.state.is_closing)
 
     def _credits_headers(self) -> dict[str, str]:
-        return {"x-remaining-credits": f"{max(self.state.segmind_credits, 0.0):.6f}"}
+        return {"x-remaining-credits": f"{max(self.own.credits, 0.0):.6f}"}
 
     async def generate(self, request: Request) -> Response:
         self.state.hit(request, NAME, "submit", GENERATE_ROUTE)
@@ -117,7 +137,7 @@ class Segmind:
             if body.get("base64") is True:
                 names += ("json",)
             variants = resolve_variants(VARIANT_GROUPS, names)
-            faults = check_directive_faults(NAME, directives.faults, ("submit",))
+            faults = check_directive_faults(PROVIDER, directives.faults, ("submit",))
         except ValidationError as exc:
             return _error(exc.status, str(exc))
         except (DirectiveError, FaultError) as exc:
@@ -129,14 +149,14 @@ class Segmind:
             else:
                 return await self._fault(fault, request)
         cost = COST_PER_IMAGE * samples
-        if self.state.segmind_credits < cost:
+        if self.own.credits < cost:
             return _error(406, "Not enough credits")
         # Only the first sample fits in one image/jpeg body; all are billed.
         spec = ImageSpec(directives.prompt, seed, width, height, NAME, "jpeg")
         latency = self.state.latency_for(NAME, directives.latency)
         data, _ = await asyncio.gather(self.state.images.get(spec), asyncio.sleep(latency))
         data = corrupt(data, content_fault)
-        self.state.segmind_credits -= cost  # 2.2: not billed on non-200
+        self.own.credits -= cost  # 2.2: not billed on non-200
         headers = self._credits_headers()
         if content_fault:
             headers["x-emulator-fault"] = content_fault
@@ -147,11 +167,11 @@ class Segmind:
     async def credits(self, request: Request) -> Response:
         # 2.2: GET /v1/get-user-credits -> {"credits": ..., "free-credits": ...}
         self.state.hit(request, NAME, "credits", CREDITS_ROUTE)
-        if (queued := self.state.take_fault(NAME, "credits")) is not None:
-            return await self._fault(queued, request)
+        if (faulted := await self.state.queued_fault(NAME, "credits", request, DIALECT)) is not None:
+            return faulted
         if (denied := self._unauthorized(request)) is not None:
             return denied
-        balance = round(max(self.state.segmind_credits, 0.0), 6)
+        balance = round(max(self.own.credits, 0.0), 6)
         return JSONResponse({"credits": balance, "free-credits": 0.0}, headers=self._credits_headers())
 
     async def not_found(self, request: Request) -> Response:
@@ -170,3 +190,14 @@ def routes(state: EmulatorState) -> list[BaseRoute]:
         Route(CREDITS_ROUTE, api.credits, methods=["GET"]),
         Route("/{path:path}", api.not_found, methods=["GET", "POST", "PUT", "DELETE", "PATCH"]),
     ]
+
+
+PROVIDER = EmulatedProvider(
+    name=NAME,
+    routes=routes,
+    stages=("submit", "credits"),
+    # One sync call: a failed inference is a 500 (2.2), bad bytes come in the 200 itself.
+    faults={fault: ("submit",) for fault in ("failed_job", "not_image", "truncated")},
+    variants=VARIANT_GROUPS,
+    make_state=SegmindState,
+)

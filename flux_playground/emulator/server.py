@@ -1,9 +1,9 @@
 """Run the emulator: in a background thread (tests, benchmarks) or in the foreground (CLI).
 
-with EmulatorServer(latency=0.05) as emu:
-    emu.inject("atlascloud", "429")
-    httpx.post(emu.base_urls["atlascloud"] + "/api/v1/model/generateImage", ...)
-    emu.stats()["requests"]["atlascloud"]["submit"]
+with EmulatorServer(latency=0.05) as emu:    # serves every provider in registry.EMULATED
+    emu.inject(name, "429")                     # name: a key of emu.base_urls
+    httpx.post(emu.base_urls[name] + "<a documented path>", ...)
+    emu.stats()["requests"][name]["submit"]
 """
 
 from __future__ import annotations
@@ -20,8 +20,6 @@ import httpx
 import uvicorn
 
 from .app import create_app
-from .faults import PROVIDERS
-from .state import EmulatorState
 
 __all__ = ["EmulatorServer", "bind_socket", "make_config"]
 
@@ -69,12 +67,15 @@ def make_config(app: Any) -> uvicorn.Config:
 
 
 class EmulatorServer:
+    """Serves the providers registered when it is created (``registry.register`` later
+    does not reach a server that already exists)."""
+
     def __init__(self, host: str = "127.0.0.1", port: int = 0, latency: float = 0.3) -> None:
         _require_loopback(host)
         self.host = host
         self.port = port
-        self.state = EmulatorState(base_latency=latency, latency=latency)
-        self.app = create_app(state=self.state)
+        self.app = create_app(latency)
+        self.state = self.app.state
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self._sock: socket.socket | None = None
@@ -136,7 +137,7 @@ class EmulatorServer:
 
     @property
     def base_urls(self) -> dict[str, str]:
-        return {provider: f"{self.url}/{provider}" for provider in PROVIDERS}
+        return {provider: f"{self.url}/{provider}" for provider in self.state.providers}
 
     # -- control API helpers (sync, over HTTP) -------------------------------------
 
@@ -179,6 +180,7 @@ class EmulatorServer:
         variants: dict[str, list[str]] | None = None,
         **extra: object,
     ) -> dict[str, Any]:
+        """``providers={name: {key: value}}`` sets a provider's own keys (its ProviderState)."""
         body: dict[str, object] = dict(extra)
         if latency is not None:
             body["latency"] = latency

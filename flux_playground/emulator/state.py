@@ -8,48 +8,67 @@ from __future__ import annotations
 
 import time
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from starlette.requests import Request
+from starlette.responses import Response
 
-from .faults import PROVIDERS, FaultQueue
+from .emulated import EmulatedProvider, ProviderState
+from .faults import Dialect, FaultQueue, respond_with_fault
 from .images import ImageCache
 from .jobs import JobStore
 
-__all__ = ["SEGMIND_START_CREDITS", "EmulatorState"]
+__all__ = ["EmulatorState"]
 
-SEGMIND_START_CREDITS = 100.0  # x-remaining-credits starts here after each reset
-DEEPINFRA_MAX_CONCURRENCY = 200  # "200 concurrent requests" per model (PROVIDERS.md 3.3)
 _RECENT_REQUESTS = 500
 _REDACTED_HEADERS = ("authorization", "x-api-key")
 
-
-def _counters() -> dict[str, Counter[str]]:
-    return {name: Counter() for name in PROVIDERS}
+S = TypeVar("S", bound=ProviderState)
 
 
 @dataclass
 class EmulatorState:
+    """``providers`` is the set this instance serves, fixed at creation (a snapshot of
+    the registry), so that counters, queues and mounts always agree."""
+
+    providers: Mapping[str, EmulatedProvider]
     base_latency: float = 0.3  # constructor/CLI value; reset() returns to it
     latency: float = 0.3
     provider_latency: dict[str, float] = field(default_factory=dict)
     default_variants: dict[str, tuple[str, ...]] = field(default_factory=dict)
     queued_variants: dict[str, deque[tuple[tuple[str, ...], int]]] = field(default_factory=dict)
-    faults: FaultQueue = field(default_factory=FaultQueue)
-    jobs: JobStore = field(default_factory=JobStore)
+    jobs: JobStore = field(default_factory=JobStore)  # async providers' jobs (GET /_emulator/jobs)
     images: ImageCache = field(default_factory=ImageCache)
-    uploads: dict[str, tuple[str, str, bytes]] = field(default_factory=dict)
-    segmind_credits: float = SEGMIND_START_CREDITS
-    deepinfra_max_concurrency: int = DEEPINFRA_MAX_CONCURRENCY
-    deepinfra_inflight: int = 0
     closing: bool = False  # set by EmulatorServer.stop(): ends hangs and slow streams
-    requests: dict[str, Counter[str]] = field(default_factory=_counters)
-    statuses: dict[str, Counter[str]] = field(default_factory=_counters)
-    faults_fired: dict[str, Counter[str]] = field(default_factory=_counters)
-    user_agents: dict[str, Counter[str]] = field(default_factory=_counters)
     recent: deque[dict[str, object]] = field(default_factory=lambda: deque(maxlen=_RECENT_REQUESTS))
     started: float = field(default_factory=time.monotonic)
+    faults: FaultQueue = field(init=False)
+    own: dict[str, ProviderState] = field(init=False)  # each provider's own state
+    requests: dict[str, Counter[str]] = field(init=False)
+    statuses: dict[str, Counter[str]] = field(init=False)
+    faults_fired: dict[str, Counter[str]] = field(init=False)
+    user_agents: dict[str, Counter[str]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.providers = dict(self.providers)
+        self.faults = FaultQueue(self.providers)
+        self.own = {name: p.make_state() for name, p in self.providers.items()}
+        self.requests = self._counters()
+        self.statuses = self._counters()
+        self.faults_fired = self._counters()
+        self.user_agents = self._counters()
+
+    def _counters(self) -> dict[str, Counter[str]]:
+        return {name: Counter() for name in self.providers}
+
+    def provider_state(self, provider: str, kind: type[S]) -> S:
+        """A provider's own state, typed: ``state.provider_state(NAME, SegmindState)``."""
+        own = self.own[provider]
+        if not isinstance(own, kind):
+            raise TypeError(f"{provider} state is {type(own).__name__}, not {kind.__name__}")
+        return own
 
     def latency_for(self, provider: str, override: float | None = None) -> float:
         if override is not None:
@@ -87,6 +106,15 @@ class EmulatorState:
             self.fired(provider, fault)
         return fault
 
+    async def queued_fault(
+        self, provider: str, stage: str, request: Request, dialect: Dialect
+    ) -> Response | None:
+        """The response for the next queued fault at this stage, if there is one."""
+        fault = self.take_fault(provider, stage)
+        if fault is None:
+            return None
+        return await respond_with_fault(fault, request, dialect, self.is_closing)
+
     def fired(self, provider: str, fault: str) -> None:
         self.faults_fired[provider][fault] += 1
 
@@ -109,9 +137,8 @@ class EmulatorState:
         self.queued_variants.clear()
         self.faults.clear()
         self.jobs.clear()
-        self.uploads.clear()
-        self.segmind_credits = SEGMIND_START_CREDITS
-        self.deepinfra_max_concurrency = DEEPINFRA_MAX_CONCURRENCY
+        for own in self.own.values():
+            own.reset()
         for table in (self.requests, self.statuses, self.faults_fired, self.user_agents):
             for counter in table.values():
                 counter.clear()
@@ -122,8 +149,7 @@ class EmulatorState:
             "latency": self.latency,
             "provider_latency": dict(self.provider_latency),
             "variants": {k: list(v) for k, v in self.default_variants.items()},
-            "segmind_credits": self.segmind_credits,
-            "deepinfra_max_concurrency": self.deepinfra_max_concurrency,
+            "providers": {name: own.config() for name, own in self.own.items()},
         }
 
     def stats(self) -> dict[str, object]:
@@ -136,7 +162,6 @@ class EmulatorState:
             "jobs": self.jobs.summary(now),
             "queued_faults": self.faults.snapshot(),
             "images": self.images.stats(),
-            "deepinfra_inflight": self.deepinfra_inflight,
-            "segmind_credits": self.segmind_credits,
+            "providers": {name: own.stats() for name, own in self.own.items()},
             "uptime": now - self.started,
         }

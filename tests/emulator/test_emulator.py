@@ -171,6 +171,8 @@ def test_atlas_auth(client: httpx.Client, emu: EmulatorServer) -> None:
     [
         ({"size": "1024x1024"}, 400),
         ({"size": "100*100"}, 400),
+        ({"size": "1537*1024"}, 400),  # PROVIDERS-NEXT.md 1.1 (A3): each side 256-1536
+        ({"size": "1024*1537"}, 400),
         ({"size": 1024}, 400),
         ({"num_images": 5}, 400),
         ({"num_images": 0}, 400),
@@ -185,6 +187,15 @@ def test_atlas_validation(
     response = atlas_submit(client, emu, **fields)
     assert response.status_code == status
     assert response.json()["code"] == status and response.json()["msg"]
+
+
+def test_atlas_size_limits(client: httpx.Client, emu: EmulatorServer) -> None:
+    for size in ("1536*1536", "256*1536"):
+        done = atlas_submit(client, emu, size=size, enable_sync_mode=True).json()["data"]
+        width, height = (int(side) for side in size.split("*"))
+        assert decode(client.get(done["outputs"][0]).content).size == (width, height)
+    refused = atlas_submit(client, emu, size="1537*1537")
+    assert refused.status_code == 400 and "1536" in refused.json()["msg"]
 
 
 def test_atlas_undocumented_fields_are_ignored(client: httpx.Client, emu: EmulatorServer) -> None:
@@ -432,7 +443,8 @@ def test_segmind_broken_success_faults(client: httpx.Client, emu: EmulatorServer
 
 
 def test_segmind_runs_out_of_credits(client: httpx.Client, emu: EmulatorServer) -> None:
-    emu.configure(segmind_credits=0.01)
+    config = emu.configure(providers={"segmind": {"credits": 0.01}})
+    assert config["providers"]["segmind"] == {"credits": 0.01}
     assert segmind(client, emu).status_code == 200
     out = segmind(client, emu)
     assert out.status_code == 406 and out.json() == {"error": "Not enough credits"}
@@ -501,31 +513,73 @@ def test_deepinfra_openai_shape(client: httpx.Client, emu: EmulatorServer) -> No
         assert decode(base64.b64decode(item["b64_json"])).size == (512, 384)
 
 
+def assert_fastapi_422(response: httpx.Response, field: str) -> None:
+    """PROVIDERS-NEXT.md 1.3 (D3): HTTPValidationError {"detail": [{loc, msg, type}]}."""
+    assert response.status_code == 422
+    (item,) = response.json()["detail"]
+    assert item["loc"] == ["body", field]
+    assert isinstance(item["msg"], str) and item["msg"] and isinstance(item["type"], str)
+
+
 @pytest.mark.parametrize(
-    ("fields", "status"),
+    ("fields", "field"),
     [
-        ({"response_format": "url"}, 400),
-        ({"n": 5}, 400),
-        ({"size": "512*384"}, 400),
-        ({"size": "4096x4096"}, 400),
-        ({"model": "black-forest-labs/FLUX.1-schnell"}, 404),
+        ({"response_format": "url"}, "response_format"),
+        ({"n": 5}, "n"),
+        ({"size": "512*384"}, "size"),
+        ({"size": "4096x4096"}, "size"),
+        ({"prompt": None}, "prompt"),
     ],
 )
 def test_deepinfra_openai_validation(
-    client: httpx.Client, emu: EmulatorServer, fields: dict[str, Any], status: int
+    client: httpx.Client, emu: EmulatorServer, fields: dict[str, Any], field: str
 ) -> None:
-    response = di_openai(client, emu, **fields)
-    assert response.status_code == status and isinstance(response.json()["error"]["message"], str)
+    assert_fastapi_422(di_openai(client, emu, **fields), field)
 
 
 @pytest.mark.parametrize(
-    "fields", [{"num_images": 5}, {"num_inference_steps": 51}, {"width": 1000}, {"height": 64}, {"seed": -1}]
+    ("fields", "field"),
+    [
+        ({"num_images": 5}, "num_images"),
+        ({"num_inference_steps": 51}, "num_inference_steps"),
+        ({"width": 1000}, "width"),
+        ({"height": 64}, "height"),
+        ({"seed": -1}, "seed"),
+        ({"prompt": None}, "prompt"),
+    ],
 )
 def test_deepinfra_native_validation(
-    client: httpx.Client, emu: EmulatorServer, fields: dict[str, Any]
+    client: httpx.Client, emu: EmulatorServer, fields: dict[str, Any], field: str
 ) -> None:
-    response = di_native(client, emu, **fields)
-    assert response.status_code == 400 and isinstance(response.json()["detail"]["error"], str)
+    assert_fastapi_422(di_native(client, emu, **fields), field)
+
+
+def test_deepinfra_unknown_model_is_a_deep_error(client: httpx.Client, emu: EmulatorServer) -> None:
+    native = client.post(emu.base_urls["deepinfra"] + "/v1/inference/other/model", json={}, headers=DI_AUTH)
+    assert native.status_code == 404 and native.json() == {"error": "Model not found"}
+    openai = di_openai(client, emu, model="black-forest-labs/FLUX.1-schnell")
+    assert openai.status_code == 404 and openai.json() == {"error": "Model not found"}
+    # The Vercel SDK's reading of the same answer, as a variant (PROVIDERS-NEXT.md 1.3, D4).
+    emu.queue_variants("deepinfra", "detail_error")
+    vercel = client.post(emu.base_urls["deepinfra"] + "/v1/inference/other/model", json={}, headers=DI_AUTH)
+    assert vercel.status_code == 404 and vercel.json() == {"detail": {"error": "Model not found"}}
+
+
+def test_deepinfra_openai_error_variant(client: httpx.Client, emu: EmulatorServer) -> None:
+    emu.configure(variants={"deepinfra": ["openai_errors"]})
+    invalid = di_openai(client, emu, n=5)
+    assert invalid.status_code == 400
+    assert invalid.json()["error"]["type"] == "invalid_request_error" and invalid.json()["error"]["message"]
+    emu.inject("deepinfra", "500")
+    failed = di_openai(client, emu)
+    assert failed.status_code == 500 and failed.json()["error"]["type"] == "server_error"
+    wrong_model = di_openai(client, emu, model="other")
+    assert wrong_model.status_code == 404 and wrong_model.json()["error"]["message"] == "Model not found"
+    assert_fastapi_422(di_native(client, emu, num_images=5), "num_images")  # native path unaffected
+    emu.reset()
+    # A prompt directive reaches what is answered after the prompt is read.
+    directed = di_openai(client, emu, prompt="x [variant:openai_errors]", n=5)
+    assert directed.status_code == 400 and directed.json()["error"]["message"]
 
 
 def test_deepinfra_auth(client: httpx.Client, emu: EmulatorServer) -> None:
@@ -547,8 +601,8 @@ def test_deepinfra_error_faults(client: httpx.Client, emu: EmulatorServer, fault
     native = di_native(client, emu)
     assert native.status_code == status and isinstance(native.json()["detail"]["error"], str)
     emu.inject("deepinfra", fault)
-    openai = di_openai(client, emu)
-    assert openai.status_code == status and isinstance(openai.json()["error"]["message"], str)
+    openai = di_openai(client, emu)  # PROVIDERS-NEXT.md 1.4: not the OpenAI shape by default
+    assert openai.status_code == status and isinstance(openai.json()["detail"]["error"], str)
     if fault == "credits":
         assert native.json() == {"detail": {"error": "Not enough balance"}}
 
@@ -574,7 +628,7 @@ def test_deepinfra_broken_success_faults(client: httpx.Client, emu: EmulatorServ
 
 
 async def test_deepinfra_concurrency_limit(emu: EmulatorServer) -> None:
-    emu.configure(deepinfra_max_concurrency=1, latency={"deepinfra": 0.4})
+    emu.configure(providers={"deepinfra": {"max_concurrency": 1}}, latency={"deepinfra": 0.4})
     url = emu.base_urls["deepinfra"] + f"/v1/inference/{DI_MODEL}"
     async with httpx.AsyncClient(trust_env=False, timeout=10) as aclient:
         slow = asyncio.create_task(
@@ -606,6 +660,12 @@ def test_stats_count_every_request(client: httpx.Client, emu: EmulatorServer) ->
     assert stats["faults_fired"]["atlascloud"] == {"500": 1}
     assert stats["jobs"]["total"] == 1
     assert stats["user_agents"]["atlascloud"][f"python-httpx/{httpx.__version__}"] == 4
+    # Each provider's own figures sit under its name.
+    assert stats["providers"] == {
+        "atlascloud": {"uploads": 0},
+        "deepinfra": {"inflight": 0, "max_concurrency": 200},
+        "segmind": {"credits": 100.0},
+    }
 
 
 def test_request_log_redacts_keys(client: httpx.Client, emu: EmulatorServer) -> None:
