@@ -21,19 +21,14 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import SecretStr
-
+from flux_playground.demo import point_at
+from flux_playground.providers import PROVIDERS
 from flux_playground.settings import Settings
-
-PROVIDERS = ("atlascloud", "segmind", "deepinfra")
 
 
 def _settings(emulator: str, data: Path) -> Settings:
-    values: dict[str, object] = {"data_dir": data, "demo": True}
-    for name in PROVIDERS:
-        values[f"{name}_base_url"] = f"{emulator}/{name}"
-        values[f"{name}_api_key"] = SecretStr("bench-key")
-    return Settings(_env_file=None, **values)  # type: ignore[arg-type]
+    urls = {name: f"{emulator}/{name}" for name in PROVIDERS}
+    return point_at(Settings(_env_file=None, data_dir=data, demo=True), urls, "bench-key")
 
 
 def _floor(latency: float) -> Any:

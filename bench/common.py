@@ -23,8 +23,10 @@ from types import TracebackType
 from typing import Any
 
 import httpx
-from pydantic import SecretStr
 
+from flux_playground.demo import point_at
+from flux_playground.providers import PROVIDERS as REGISTRY
+from flux_playground.providers import all_variables
 from flux_playground.settings import Settings
 
 __all__ = [
@@ -45,7 +47,8 @@ __all__ = [
 ]
 
 REPO = Path(__file__).resolve().parent.parent
-PROVIDERS: tuple[str, ...] = ("atlascloud", "segmind", "deepinfra")
+#: Every registered provider (the benchmarks measure them all).
+PROVIDERS: tuple[str, ...] = tuple(REGISTRY)
 BENCH_KEY = "bench-key"
 
 
@@ -57,13 +60,11 @@ def free_port() -> int:
 
 def bench_env(**extra: str) -> dict[str, str]:
     """The environment for child processes: no provider keys or proxies leak in, nothing phones home."""
+    scrubbed = {*all_variables(), "OAUTH_CLIENT_ID", "SPACE_ID", "HF_TOKEN"}
     env = {
         k: v
         for k, v in os.environ.items()
-        if not k.endswith("_API_KEY")
-        and k not in ("DEEPINFRA_TOKEN", "OAUTH_CLIENT_ID")
-        and not k.startswith("FLUX_PLAYGROUND_")
-        and not k.lower().endswith("_proxy")
+        if k not in scrubbed and not k.startswith("FLUX_PLAYGROUND_") and not k.lower().endswith("_proxy")
     }
     env.update(
         PYTHONPATH=str(REPO),
@@ -152,10 +153,7 @@ class EmulatorProcess:
 def settings_for(emulator: EmulatorProcess, data_dir: Path, **extra: object) -> Settings:
     """Settings pointing every provider at the emulator; no .env or environment is read for keys."""
     values: dict[str, object] = {"data_dir": data_dir, "demo": False, **extra}
-    for name, url in emulator.base_urls.items():
-        values[f"{name}_base_url"] = url
-        values[f"{name}_api_key"] = SecretStr(BENCH_KEY)
-    return Settings(_env_file=None, **values)  # type: ignore[arg-type]
+    return point_at(Settings(_env_file=None, **values), emulator.base_urls, BENCH_KEY)  # type: ignore[arg-type]
 
 
 def percentile(values: Sequence[float], q: float) -> float:

@@ -36,11 +36,15 @@ from typing import Any
 import httpx
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # `python bench/load.py` runs from anywhere
+
+from flux_playground.providers import all_variables  # noqa: E402
+
 PROVIDER_LATENCY_S = 1.0  # flux_playground.demo.DEMO_LATENCY_S, what `python app.py` uses in demo mode
 #: Never passed to the server: keys (demo mode needs none), limits, OAuth, proxies (loopback only).
 _SCRUBBED = (
-    "ATLASCLOUD_", "SEGMIND_", "DEEPINFRA_", "FLUX_PLAYGROUND_", "OAUTH_",
-    "HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy",
+    "FLUX_PLAYGROUND_", "OAUTH_", "HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY",
+    "all_proxy",
 )  # fmt: skip
 
 
@@ -77,7 +81,10 @@ class Server:
     def __init__(self, workdir: Path) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = {k: v for k, v in os.environ.items() if not k.startswith(_SCRUBBED)}
+        provider_variables = set(all_variables())  # every registered provider's keys and origins
+        env = {
+            k: v for k, v in os.environ.items() if not k.startswith(_SCRUBBED) and k not in provider_variables
+        }
         env |= {
             "PYTHONPATH": str(REPO), "FLUX_PLAYGROUND_DATA_DIR": str(workdir / "data"),
             "GRADIO_SERVER_PORT": str(self.port), "GRADIO_SERVER_NAME": "127.0.0.1",

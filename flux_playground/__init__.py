@@ -12,9 +12,10 @@ __version__ = "0.1.0"
 
 from .errors import PlaygroundError  # noqa: E402
 from .models import GeneratedImage, GenerationRequest, GenerationResult  # noqa: E402
-from .pricing import estimate  # noqa: E402
 from .providers import PROVIDERS, get_provider  # noqa: E402
-from .service import Outcome, Playground  # noqa: E402
+from .quotes import Quote, quote  # noqa: E402
+from .runs import Outcome  # noqa: E402
+from .service import Playground  # noqa: E402
 from .settings import Settings  # noqa: E402
 
 __all__ = [
@@ -25,8 +26,9 @@ __all__ = [
     "Outcome",
     "Playground",
     "PlaygroundError",
+    "Quote",
     "Settings",
     "__version__",
-    "estimate",
     "get_provider",
+    "quote",
 ]

@@ -1,5 +1,7 @@
 """Command line: `python -m flux_playground generate|prices|providers`.
 
+Providers, their choices and their variables come from the registry (providers/__init__.py).
+
 Every command goes through the same backend as the page. Success prints JSON (or a table) on stdout;
 a failure prints one line on stderr and exits non-zero, never a traceback.
 """
@@ -17,8 +19,8 @@ from pathlib import Path
 
 from .errors import ConfigurationError, InvalidRequest, PlaygroundError
 from .models import GenerationRequest, parse_request
-from .pricing import estimate, format_usd, price_rules
 from .providers import PROVIDERS
+from .quotes import quote
 from .service import Playground
 from .settings import Settings
 
@@ -54,7 +56,7 @@ def _add_request_options(parser: argparse.ArgumentParser, *, full: bool) -> None
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m flux_playground",
-        description="FLUX.1 [schnell] through Atlas Cloud, Segmind or DeepInfra, with prices up front.",
+        description="FLUX.1 [schnell] at hosted providers, with every provider's price up front.",
     )
     parser.add_argument(
         "--demo", action="store_true", help="Use the built-in emulator (placeholder images, no key, no cost)."
@@ -84,7 +86,7 @@ def _request_fields(args: argparse.Namespace, prompt: str) -> dict[str, object]:
 async def _generate(args: argparse.Namespace, settings: Settings) -> dict[str, object]:
     request = parse_request(_request_fields(args, args.prompt))
     async with Playground(settings) as playground:
-        result = await playground.generate(request, args.provider)
+        result = await playground.generate(request, args.provider, person="cli")
     args.out.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     files = []
@@ -107,50 +109,52 @@ async def _generate(args: argparse.Namespace, settings: Settings) -> dict[str, o
 
 def _prices(args: argparse.Namespace, settings: Settings) -> str:
     request = parse_request(_request_fields(args, "price check"))
-    costs = estimate(request, settings)
-    rules = price_rules(settings)
-    rows = []
-    for name, provider in PROVIDERS.items():
-        problems = provider.get_capabilities(settings).problems(request)
-        rows.append(
-            {
-                "provider": name,
-                "label": provider.label,
-                "estimated_cost_usd": _number(costs[name]),
-                "basis": rules[name].describe() if name in rules else "unknown",
-                "approximate": rules[name].approximate if name in rules else None,
-                "source": rules[name].source if name in rules else None,
-                "supports_request": not problems,
-                "problems": [p.message for p in problems],
-            }
-        )
+    quotes = quote(request, settings)
     if args.json:
-        return json.dumps(
+        rows = [
             {
-                "request": request.model_dump(exclude={"prompt", "seed", "sampler", "scheduler"}),
-                "prices": rows,
-            },
-            indent=2,
-        )
+                "provider": q.provider,
+                "label": q.label,
+                "estimated_cost_usd": _number(q.cost),
+                "basis": q.rule.describe() if q.rule is not None else "unknown",
+                "approximate": q.approximate,
+                "source": q.rule.source if q.rule is not None else None,
+                "output_size": list(q.output_size),
+                "honours": {"seed": q.seed, "steps": q.steps},
+                "ready": q.readiness,
+                "supports_request": not q.problems,
+                "problems": list(q.problems),
+                "cheapest": q.cheapest,
+            }
+            for q in quotes
+        ]
+        fields = request.model_dump(exclude={"prompt", "seed", "sampler", "scheduler"})
+        return json.dumps({"request": fields, "prices": rows}, indent=2)
     size = f"{request.width}×{request.height}, {request.steps} steps, {request.num_images} image(s)"
     lines = [f"One run at {size}:", ""]
-    for name, provider in PROVIDERS.items():
-        problems = provider.get_capabilities(settings).problems(request)
-        note = "   (cannot take this: " + "; ".join(p.message for p in problems) + ")" if problems else ""
-        basis = rules[name].describe() if name in rules else "unknown"
-        lines.append(f"  {provider.label:<12} {format_usd(costs[name]):>10}   {basis}{note}")
+    width = max(len(q.label) for q in quotes) + 2
+    for q in sorted(quotes, key=lambda q: (q.cost is None, q.cost or 0)):
+        note = "   (cannot take this: " + "; ".join(q.problems) + ")" if q.problems else ""
+        basis = q.rule.describe() if q.rule is not None else "no price known"
+        mark = "  ← cheapest" if q.cheapest else ""
+        lines.append(f"  {q.label:<{width}} {q.cost_text:>11}   {basis}{note}{mark}")
     return "\n".join(lines)
 
 
 def _providers(settings: Settings) -> str:
     table = {}
-    for name, provider in PROVIDERS.items():
+    for q in quote(None, settings):
+        provider = PROVIDERS[q.provider]
         caps = provider.get_capabilities(settings)
-        table[name] = {
+        table[q.provider] = {
             "label": provider.label,
+            "ready": q.readiness,
+            "set": list(q.missing) if q.missing else "nothing more to set",
             "key_env": list(provider.key_env),
-            "configured": provider.server_key(settings) is not None,
+            "base_url_env": provider.base_url_env(),
+            "options": {o.env[0]: o.help for o in provider.options},
             "docs": provider.docs_url,
+            "price": q.rule.describe() if q.rule is not None else "unknown",
             **caps.model_dump(),
         }
     return json.dumps(table, indent=2)

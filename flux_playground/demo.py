@@ -1,11 +1,12 @@
 """Demo mode: the built-in emulator stands in for every provider (placeholder images, no key, no cost).
 
 `python app.py` with no key configured, and `python -m flux_playground --demo ...`, run this way.
+Tests and benchmarks point settings at an emulator the same way (`point_at`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
 from pydantic import SecretStr
@@ -13,12 +14,30 @@ from pydantic import SecretStr
 from .providers import PROVIDERS
 from .settings import Settings
 
-__all__ = ["DEMO_KEY", "DEMO_LATENCY_S", "start_demo"]
+__all__ = ["DEMO_KEY", "DEMO_LATENCY_S", "point_at", "start_demo"]
 
 #: Any key works with the emulator; this one makes it obvious in a debugger what is going on.
 DEMO_KEY = "demo-key-emulator"
 #: About what a fast hosted provider takes, so the page feels like the real thing.
 DEMO_LATENCY_S = 1.0
+
+
+def point_at(settings: Settings, base_urls: Mapping[str, str], key: str = DEMO_KEY) -> Settings:
+    """`settings` with every registered provider the emulator serves pointed at it, with `key`.
+
+    The emulator takes any value for what a provider also needs (an account id, say): required
+    options get a placeholder unless already set.
+    """
+    providers = dict(settings.providers)
+    for name, url in base_urls.items():
+        if name not in PROVIDERS:
+            continue
+        current = settings.provider(name)
+        options = {o.name: f"demo-{o.name}" for o in PROVIDERS[name].options if o.required}
+        providers[name] = current.model_copy(
+            update={"api_key": SecretStr(key), "base_url": url, "options": {**options, **current.options}}
+        )
+    return settings.model_copy(update={"providers": providers})
 
 
 @contextmanager
@@ -27,8 +46,4 @@ def start_demo(settings: Settings, *, latency: float = DEMO_LATENCY_S) -> Iterat
     from .emulator.server import EmulatorServer
 
     with EmulatorServer(latency=latency) as server:
-        update: dict[str, object] = {"demo": True}
-        for name in PROVIDERS:
-            update[f"{name}_base_url"] = server.base_urls[name]
-            update[f"{name}_api_key"] = SecretStr(DEMO_KEY)
-        yield settings.model_copy(update=update)
+        yield point_at(settings, server.base_urls).model_copy(update={"demo": True})

@@ -111,7 +111,8 @@ class Guard:
         self._running.add(fingerprint)
         admission = Admission(self)
         try:
-            admission._reservations = await asyncio.to_thread(self._admit, person, charges)
+            if self.keeps_ledger:
+                admission._reservations = await asyncio.to_thread(self._admit, person, charges)
             yield admission
         finally:
             self._running.discard(fingerprint)
@@ -144,6 +145,20 @@ class Guard:
                     (day, _person_key(person)),
                 )
             return Decimal(row.fetchone()[0] or 0) / _MICRO
+
+    @property
+    def keeps_ledger(self) -> bool:
+        """Whether any cap or rate is set: without one there is nothing to count, and no file is
+        written (a CLI run leaves no ledger behind)."""
+        settings = self.settings
+        return any(
+            limit is not None
+            for limit in (
+                settings.daily_budget_usd,
+                settings.per_user_daily_budget_usd,
+                settings.per_user_requests_per_minute,
+            )
+        )
 
     def _admit(self, person: str, charges: Mapping[str, Decimal | None]) -> dict[str, str]:
         """The rate and the caps, checked and recorded in one transaction; the reservations made."""

@@ -26,8 +26,8 @@ from pydantic import Field
 
 from .errors import PlaygroundError
 from .images import make_thumbnail
-from .limits import Guard
 from .models import GenerationRequest, GenerationResult
+from .runs import build_request, check_providers, summarize
 from .service import Playground
 
 __all__ = ["McpApp", "create_mcp"]
@@ -52,7 +52,7 @@ class McpApp:
             yield
 
 
-def create_mcp(playground: Playground, guard: Guard, publish: Publish, *, loopback_only: bool) -> McpApp:
+def create_mcp(playground: Playground, publish: Publish, *, loopback_only: bool) -> McpApp:
     # DNS-rebinding protection for a server on loopback (a web page must not drive it); a public
     # server has no fixed host name to check against.
     security = TransportSecuritySettings(
@@ -67,7 +67,7 @@ def create_mcp(playground: Playground, guard: Guard, publish: Publish, *, loopba
         json_response=True,
         transport_security=security,
     )
-    _tools(server, playground, guard, publish)
+    _tools(server, playground, publish)
     server.streamable_http_app()  # creates the session manager
     manager = server.session_manager
 
@@ -98,9 +98,7 @@ def _root(ctx: Context[Any, Any, Any]) -> str:
     return str(base).rstrip("/") if base is not None else ""
 
 
-def _tools(server: FastMCP, playground: Playground, guard: Guard, publish: Publish) -> None:
-    from .ui.runner import build_request, check_providers, run_generation, summarize
-
+def _tools(server: FastMCP, playground: Playground, publish: Publish) -> None:
     @server.tool(structured_output=False)
     async def generate(
         prompt: Annotated[str, _field("prompt")],
@@ -122,9 +120,7 @@ def _tools(server: FastMCP, playground: Playground, guard: Guard, publish: Publi
             names = check_providers(providers)
             request = build_request(prompt, width, height, steps, seed, num_images, None, None)
             last = None
-            async for snapshot in run_generation(
-                playground, request, names, guard=guard, person=_person(ctx), tick=None
-            ):
+            async for snapshot in playground.run(request, names, person=_person(ctx), tick=None):
                 last = snapshot
         except PlaygroundError as exc:
             raise ToolError(exc.message) from None

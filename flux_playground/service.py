@@ -1,21 +1,23 @@
-"""The one path from a request to finished images. The page, the CLI and the API all call this.
+"""The backend: a Playground owns the shared HTTP client and the spend guard, and runs requests.
 
-    playground = Playground(settings)            # owns the shared httpx.AsyncClient
-    result = await playground.generate(request, "segmind")
+    playground = Playground(settings)
+    playground.quote(request)                                    # every provider's price first
+    async for snapshot in playground.run(request, ["atlascloud", "segmind"], person="ip:1.2.3.4"): ...
+    result = await playground.generate(request, "segmind")       # one provider, same path
     async for outcome in playground.generate_many(request, ["atlascloud", "segmind"]): ...
 
-Validation and the seed happen before any money is spent; provider output is turned into checked
-PNGs with metadata in a worker thread, so the event loop never stalls on image work.
+`run` (runs.py) is the one path the page, the API, MCP, the CLI and the library take: the guard,
+shaping per provider, the fan-out, the spend settled. `call` is one provider's part of it:
+validation and the seed before any money is spent, then provider output turned into checked PNGs
+with metadata in a worker thread, so the event loop never stalls on image work.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import secrets
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping, Sequence
 from decimal import Decimal
 from types import TracebackType
 from typing import Self
@@ -23,7 +25,7 @@ from typing import Self
 import httpx
 from pydantic import SecretStr
 
-from . import __version__
+from . import __version__, runs
 from .errors import MalformedResponse, PlaygroundError, ProviderFailed, ProviderTimeout
 from .http import UnsafeURL, answer_cap, download, file_cap, make_client
 from .images import (
@@ -34,49 +36,56 @@ from .images import (
     to_png_with_metadata,
     verify_image,
 )
-from .models import MAX_SEED, GeneratedImage, GenerationRequest, GenerationResult, Stage
-from .pricing import estimate_one, price_rules
+from .limits import Guard
+from .models import GeneratedImage, GenerationRequest, GenerationResult, Stage
 from .providers import CallContext, OutputItem, Provider, ProviderOutput, get_provider
+from .quotes import Quote, quote
+from .runs import Outcome, ProgressEvent, RunSnapshot, resolve_seed
 from .settings import Settings
 
-__all__ = ["Outcome", "Playground", "ProgressEvent", "resolve_seed"]
+__all__ = ["LOCAL_PERSON", "Outcome", "Playground", "ProgressEvent", "resolve_seed"]
 
 MODEL_NAME = "FLUX.1-schnell"
 
 
-@dataclass(frozen=True)
-class ProgressEvent:
-    provider: str
-    stage: Stage
-    detail: str | None = None
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """One provider's answer in a multi-provider run: a result or a person-readable error."""
-
-    provider: str
-    result: GenerationResult | None = None
-    error: PlaygroundError | None = None
-
-
 ProgressCallback = Callable[[ProgressEvent], None]
-
-
-def resolve_seed(request: GenerationRequest) -> GenerationRequest:
-    """Fill in a random seed now, so the seed used is always known and every provider gets the same."""
-    if request.seed is not None:
-        return request
-    return request.model_copy(update={"seed": secrets.randbelow(MAX_SEED + 1)})
+#: Who a run is counted against when a library or CLI caller does not say (limits.py).
+LOCAL_PERSON = "local"
 
 
 class Playground:
-    def __init__(self, settings: Settings, client: httpx.AsyncClient | None = None) -> None:
+    def __init__(
+        self, settings: Settings, client: httpx.AsyncClient | None = None, guard: Guard | None = None
+    ) -> None:
         self.settings = settings
         self._client = client
         self._owns_client = client is None
+        self._guard = guard
         # Per provider: how long recent asynchronous jobs took (a smoothed average), for polling.
         self._job_seconds: dict[str, float] = {}
+
+    @property
+    def guard(self) -> Guard:
+        """Spend caps, rates, sizes and duplicate clicks (limits.py): every run passes it."""
+        if self._guard is None:
+            self._guard = Guard(self.settings)
+        return self._guard
+
+    def quote(self, request: GenerationRequest | None, *, own_keys: Collection[str] = ()) -> list[Quote]:
+        """What `request` would cost at every provider, and whether each can take it (quotes.py)."""
+        return quote(request, self.settings, own_keys=own_keys)
+
+    def run(
+        self,
+        request: GenerationRequest,
+        providers: Sequence[str],
+        *,
+        person: str = LOCAL_PERSON,
+        api_keys: Mapping[str, SecretStr | None] | None = None,
+        tick: float | None = 0.5,
+    ) -> AsyncIterator[RunSnapshot]:
+        """The one path: see runs.py."""
+        return runs.run(self, request, providers, person=person, api_keys=api_keys, tick=tick)
 
     @property
     def client(self) -> httpx.AsyncClient:
@@ -88,6 +97,8 @@ class Playground:
         if self._client is not None and self._owns_client:
             await self._client.aclose()
             self._client = None
+        if self._guard is not None:
+            self._guard.close()
 
     async def __aenter__(self) -> Self:
         return self
@@ -97,7 +108,7 @@ class Playground:
     ) -> None:
         await self.aclose()
 
-    # --- one provider ---------------------------------------------------------------------------
+    # --- one provider, through the one path --------------------------------------------------------
 
     async def generate(
         self,
@@ -105,11 +116,45 @@ class Playground:
         provider: str,
         *,
         api_key: SecretStr | None = None,
+        person: str = LOCAL_PERSON,
+    ) -> GenerationResult:
+        """Run `request` at one provider (via `run`). Raises a PlaygroundError with words."""
+        last = None
+        keys = {provider: api_key}
+        async for last in self.run(request, [provider], person=person, api_keys=keys, tick=None):  # noqa: B007
+            pass
+        assert last is not None
+        slot = last.slots[provider]
+        if slot.result is None:
+            raise slot.failure or PlaygroundError(runs.GENERIC_ERROR)
+        return slot.result
+
+    async def generate_many(
+        self,
+        request: GenerationRequest,
+        providers: Iterable[str],
+        *,
+        api_keys: Mapping[str, SecretStr | None] | None = None,
+        person: str = LOCAL_PERSON,
+    ) -> AsyncIterator[Outcome]:
+        """The same request (same seed) at several providers; outcomes as they arrive (via `run`)."""
+        async for snapshot in self.run(request, list(providers), person=person, api_keys=api_keys, tick=None):
+            for name in snapshot.arrived:
+                slot = snapshot.slots[name]
+                yield Outcome(name, result=slot.result, error=slot.failure)
+
+    async def call(
+        self,
+        request: GenerationRequest,
+        provider: str,
+        *,
+        api_key: SecretStr | None = None,
         on_progress: ProgressCallback | None = None,
     ) -> GenerationResult:
-        """Run `request` at one provider. Raises a PlaygroundError subclass with a readable message."""
+        """One provider's part of a run (runs.py calls it; the guard has admitted the run): the
+        request shaped for the provider, checked, sent, and its images made into PNGs."""
         chosen = get_provider(provider)
-        request = resolve_seed(request)
+        request = chosen.shape(resolve_seed(request), self.settings)
         chosen.validate(request, self.settings)
         key = chosen.resolve_key(self.settings, api_key)
         call = chosen.build_call(request, key, self.settings)
@@ -138,7 +183,7 @@ class Playground:
             cap = file_cap(pixels, self.settings.max_download_bytes)
             raw = await asyncio.gather(*(self._fetch(chosen, item, cap) for item in output.items))
             downloaded = time.perf_counter()
-            estimated = estimate_one(price_rules(self.settings).get(chosen.name), request)
+            estimated = chosen.estimate(request, self.settings)
             progress("saving", None)
             result = await asyncio.to_thread(
                 self._finish,
@@ -270,42 +315,6 @@ class Playground:
     def _remember_job_time(self, provider: str, seconds: float) -> None:
         previous = self._job_seconds.get(provider)
         self._job_seconds[provider] = seconds if previous is None else 0.7 * previous + 0.3 * seconds
-
-    # --- several providers at once ---------------------------------------------------------------
-
-    async def generate_many(
-        self,
-        request: GenerationRequest,
-        providers: Iterable[str],
-        *,
-        api_keys: Mapping[str, SecretStr | None] | None = None,
-        on_progress: ProgressCallback | None = None,
-    ) -> AsyncIterator[Outcome]:
-        """The same request (same seed) to every provider at once; outcomes arrive as they finish.
-
-        One provider failing never hides the others. Cancelling the iteration cancels every call.
-        """
-        request = resolve_seed(request)
-        names = list(dict.fromkeys(providers))
-        keys = api_keys or {}
-
-        async def one(name: str) -> Outcome:
-            try:
-                result = await self.generate(request, name, api_key=keys.get(name), on_progress=on_progress)
-            except PlaygroundError as exc:
-                if on_progress is not None:
-                    on_progress(ProgressEvent(name, "failed", exc.message))
-                return Outcome(name, error=exc)
-            return Outcome(name, result=result)
-
-        tasks = [asyncio.create_task(one(name)) for name in names]
-        try:
-            for finished in asyncio.as_completed(tasks):
-                yield await finished
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def _decimal_text(value: Decimal | None) -> str | None:

@@ -1,8 +1,12 @@
 """Configuration from the environment, `.env` and Space secrets (pydantic-settings).
 
-Keys use the providers' own conventional variable names (ATLASCLOUD_API_KEY, SEGMIND_API_KEY,
-DEEPINFRA_API_KEY or DEEPINFRA_TOKEN); everything else is prefixed FLUX_PLAYGROUND_.
+Each provider declares the variables it reads (providers/_base.py: its key variables, `<ID>_BASE_URL`
+and its other options, e.g. CLOUDFLARE_ACCOUNT_ID); `ProviderEnvironment` reads exactly those, for
+every registered provider, into `Settings.providers`. Everything else is prefixed FLUX_PLAYGROUND_.
 Keys are SecretStr so they never show in a repr, a log line or a traceback.
+
+    Settings()                                                  # from the environment and .env
+    Settings(providers={"fal": {"api_key": "...", "base_url": "http://127.0.0.1:8100/fal"}})
 """
 
 from __future__ import annotations
@@ -11,12 +15,18 @@ import ipaddress
 import os
 from decimal import Decimal
 from pathlib import Path
-from typing import Literal
+from typing import Any
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    DotEnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
-__all__ = ["SPACES_PROXY_NETWORKS", "Settings"]
+__all__ = ["SPACES_PROXY_NETWORKS", "ProviderEnvironment", "ProviderSettings", "Settings"]
 
 
 #: Where a Space's proxy can connect from: the private ranges (a Space is reachable only through it).
@@ -27,8 +37,52 @@ def _split(value: str | None) -> list[str]:
     return [part.strip() for part in (value or "").split(",") if part.strip()]
 
 
-def _env(*names: str) -> AliasChoices:
-    return AliasChoices(*names)
+class ProviderSettings(BaseModel):
+    """One provider's configuration: its server key, its API origin and its other options."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    api_key: SecretStr | None = None
+    #: The API origin; the documented paths are appended. None: the provider's own default.
+    base_url: str | None = None
+    options: dict[str, str] = Field(default_factory=dict)
+
+
+class ProviderEnvironment(PydanticBaseSettingsSource):
+    """Every registered provider's variables, from the environment (first) and the .env file."""
+
+    def __init__(self, settings_cls: type[BaseSettings], dotenv: PydanticBaseSettingsSource) -> None:
+        super().__init__(settings_cls)
+        self._dotenv = dotenv
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # everything comes from __call__
+
+    def __call__(self) -> dict[str, Any]:
+        from .providers import variables  # the registry imports this module
+
+        found: dict[str, str] = {}
+        if isinstance(self._dotenv, DotEnvSettingsSource):
+            found |= {k.lower(): v for k, v in self._dotenv.env_vars.items() if v}
+        found |= {k.lower(): v for k, v in os.environ.items() if v}
+        providers: dict[str, Any] = {}
+        for name, wanted in variables().items():
+            entry: dict[str, Any] = {}
+            key = next((found[v.lower()] for v in wanted.key if v.lower() in found), None)
+            if key is not None:
+                entry["api_key"] = key
+            if wanted.base_url.lower() in found:
+                entry["base_url"] = found[wanted.base_url.lower()]
+            options = {
+                option: next(found[v.lower()] for v in names if v.lower() in found)
+                for option, names in wanted.options.items()
+                if any(v.lower() in found for v in names)
+            }
+            if options:
+                entry["options"] = options
+            if entry:
+                providers[name] = entry
+        return {"providers": providers} if providers else {}
 
 
 class Settings(BaseSettings):
@@ -41,22 +95,9 @@ class Settings(BaseSettings):
         frozen=True,
     )
 
-    # Provider keys (server side). Never sent to a browser.
-    atlascloud_api_key: SecretStr | None = Field(None, validation_alias=_env("ATLASCLOUD_API_KEY"))
-    segmind_api_key: SecretStr | None = Field(None, validation_alias=_env("SEGMIND_API_KEY"))
-    deepinfra_api_key: SecretStr | None = Field(
-        None, validation_alias=_env("DEEPINFRA_API_KEY", "DEEPINFRA_TOKEN")
-    )
-
-    # API origins; the documented paths are appended. Point them at the emulator to test.
-    atlascloud_base_url: str = Field(
-        "https://api.atlascloud.ai", validation_alias=_env("ATLASCLOUD_BASE_URL")
-    )
-    segmind_base_url: str = Field("https://api.segmind.com", validation_alias=_env("SEGMIND_BASE_URL"))
-    deepinfra_base_url: str = Field("https://api.deepinfra.com", validation_alias=_env("DEEPINFRA_BASE_URL"))
-    #: DeepInfra has two endpoints: "native" honours steps and seed and reports the cost;
-    #: "openai" is the OpenAI-compatible one from the model page.
-    deepinfra_endpoint: Literal["native", "openai"] = "native"
+    #: Per provider id: server key, origin and options (see ProviderEnvironment). Never sent to a
+    #: browser.
+    providers: dict[str, ProviderSettings] = Field(default_factory=dict)
 
     data_dir: Path = Field(Path("data"), description="Where history (SQLite + images) is kept.")
 
@@ -85,6 +126,12 @@ class Settings(BaseSettings):
 
     user_agent: str = "flux-playground/0.1 (+https://huggingface.co/spaces; python-httpx)"
 
+    # Connections the page's server accepts (compat/uvicorn.py): a request must arrive whole within
+    # this many seconds, and one address (not a trusted proxy) may hold this many connections.
+    request_read_timeout: float = Field(10.0, gt=0)
+    max_connections_per_address: int = Field(512, ge=8)
+    max_connections: int = Field(4096, ge=64)
+
     #: Proxies in front of the app, as comma-separated networks ("10.0.0.0/8,127.0.0.1"): only from
     #: them is X-Forwarded-For believed. Unset: none, except on a Hugging Face Space, whose proxy
     #: reaches the app from a private network (docs/reliability.md, "Who a person is").
@@ -109,12 +156,33 @@ class Settings(BaseSettings):
             return _split(self.trusted_proxies)
         return list(SPACES_PROXY_NETWORKS) if os.environ.get("SPACE_ID") else []
 
-    def any_server_key(self) -> bool:
-        return any(
-            key is not None and key.get_secret_value()
-            for key in (self.atlascloud_api_key, self.segmind_api_key, self.deepinfra_api_key)
-        )
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        providers = ProviderEnvironment(settings_cls, dotenv_settings)
+        return init_settings, env_settings, dotenv_settings, providers, file_secret_settings
+
+    def provider(self, name: str) -> ProviderSettings:
+        """The configuration of one provider (empty when nothing is set for it)."""
+        return self.providers.get(name) or ProviderSettings()
+
+    def with_provider(self, name: str, **values: Any) -> Settings:
+        """These settings with some of one provider's values replaced (tests, demo mode)."""
+        current = self.provider(name).model_dump()
+        current.update(values)
+        return self.model_copy(update={"providers": {**self.providers, name: ProviderSettings(**current)}})
 
     @property
     def demo_mode(self) -> bool:
-        return self.demo if self.demo is not None else not self.any_server_key()
+        """Forced by FLUX_PLAYGROUND_DEMO, else on when no provider is configured."""
+        if self.demo is not None:
+            return self.demo
+        from .providers import any_configured  # the registry imports this module
+
+        return not any_configured(self)

@@ -11,23 +11,15 @@ import pytest
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-_PROVIDER_ENV = (
-    "ATLASCLOUD_API_KEY",
-    "SEGMIND_API_KEY",
-    "DEEPINFRA_API_KEY",
-    "DEEPINFRA_TOKEN",
-    "ATLASCLOUD_BASE_URL",
-    "SEGMIND_BASE_URL",
-    "DEEPINFRA_BASE_URL",
-    "OAUTH_CLIENT_ID",
-)
-
-
 @pytest.fixture(autouse=True)
 def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
-    """A developer's real keys, .env or settings must never leak into a test (or be billed by one)."""
+    """A developer's real keys, .env or settings must never leak into a test (or be billed by one):
+    every variable any registered provider reads is cleared, and everything of ours."""
+    from flux_playground.providers import all_variables
+
+    cleared = {*all_variables(), "OAUTH_CLIENT_ID", "SPACE_ID", "HF_TOKEN"}
     for name in list(os.environ):
-        if name in _PROVIDER_ENV or name.startswith("FLUX_PLAYGROUND_"):
+        if name in cleared or name.startswith("FLUX_PLAYGROUND_"):
             monkeypatch.delenv(name, raising=False)
     # pydantic-settings reads .env from the working directory: run from an empty one.
     monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))

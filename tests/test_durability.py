@@ -28,7 +28,7 @@ from pathlib import Path
 import httpx
 import pytest
 from PIL import Image
-from ui.appclient import free_port, page_fn_index, run_page_event
+from ui.appclient import event_data, page_fn_index, run_page_event, running_app
 from ui.conftest import make_result
 
 from flux_playground.db import BUSY_TIMEOUT_MS
@@ -87,27 +87,8 @@ def check_after_restart(data_dir: Path, rows: dict[str, str]) -> None:
 
 
 def test_app_killed_mid_generation_loses_nothing_it_showed(tmp_path: Path) -> None:
-    data_dir, port = tmp_path / "data", free_port()
-    env = {
-        **os.environ, "PYTHONPATH": str(REPO), "FLUX_PLAYGROUND_DATA_DIR": str(data_dir),
-        "GRADIO_SERVER_PORT": str(port), "GRADIO_ANALYTICS_ENABLED": "False",
-    }  # fmt: skip
-    log = (tmp_path / "server.log").open("wb")
-    server = subprocess.Popen(
-        [sys.executable, str(REPO / "app.py")], cwd=tmp_path, env=env, stdout=log, stderr=log
-    )
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert server.poll() is None, (tmp_path / "server.log").read_text()[-2000:]
-            assert time.monotonic() < deadline, "the app did not start"
-            try:
-                if httpx.get(url + "config", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
+    data_dir = tmp_path / "data"
+    with running_app(tmp_path) as (server, url):
         generate = page_fn_index(url, "generate")
 
         # Eight people at once, runs ending from 0.2 s to 4 s apart, three providers each.
@@ -117,10 +98,10 @@ def test_app_killed_mid_generation_loses_nothing_it_showed(tmp_path: Path) -> No
             browser = secrets.token_urlsafe(24)
             sinks[browser] = sink = []
             prompt = f"person {index} [latency:{0.2 + index * 0.5:.1f}]"
-            data = [prompt, ["atlascloud", "deepinfra", "segmind"], 512, 512, 4, -1, True, 2, "", "", browser,
-                    "", "", "", "", ""]  # fmt: skip
+            values = {"prompt": prompt, "providers": ["atlascloud", "deepinfra", "segmind"], "width": 512,
+                      "height": 512, "num_images": 2, "browser_id": browser}  # fmt: skip
             try:
-                run_page_event(url, generate, data, timeout=20, sink=sink)
+                run_page_event(url, generate, event_data(url, generate, values), timeout=20, sink=sink)
             except httpx.HTTPError:
                 pass  # the server was killed under this person
 
@@ -138,11 +119,6 @@ def test_app_killed_mid_generation_loses_nothing_it_showed(tmp_path: Path) -> No
         server.wait(10)
         for thread in threads:
             thread.join(10)
-    finally:
-        if server.poll() is None:
-            server.kill()
-            server.wait(10)
-        log.close()
 
     shown_ids = {m for sink in sinks.values() for line in sink for m in ID_IN_PATH.findall(line)}
     assert len(shown_ids) >= 2

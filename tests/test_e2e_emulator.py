@@ -17,6 +17,7 @@ from PIL import Image
 from pydantic import SecretStr
 
 from flux_playground import GenerationRequest, Playground, Settings
+from flux_playground.demo import point_at
 from flux_playground.errors import (
     AuthenticationFailed,
     InsufficientCredits,
@@ -47,10 +48,7 @@ def settings_for(server: Any, tmp_path: Path, **overrides: Any) -> Settings:
         "job_timeout": 5,
         "download_timeout": 5,
     }
-    for name in PROVIDERS:
-        fields[f"{name}_base_url"] = server.base_urls[name]
-        fields[f"{name}_api_key"] = KEY
-    return Settings(_env_file=None, **{**fields, **overrides})
+    return point_at(Settings(_env_file=None, **{**fields, **overrides}), server.base_urls, KEY)
 
 
 def posts(server: Any, provider: str) -> int:
@@ -97,7 +95,8 @@ async def test_deepinfra_reports_the_real_charge_and_segmind_the_credits(server:
 
 
 async def test_deepinfra_openai_compatible_endpoint(server: Any, tmp_path: Path) -> None:
-    result = await generate(settings_for(server, tmp_path, deepinfra_endpoint="openai"), "deepinfra")
+    openai = settings_for(server, tmp_path).with_provider("deepinfra", options={"endpoint": "openai"})
+    result = await generate(openai, "deepinfra")
     assert result.payload == {
         "prompt": "a red fox",
         "n": 1,
@@ -143,14 +142,14 @@ async def test_a_key_the_provider_refuses_names_the_variable_and_is_not_echoed(
     server: Any, tmp_path: Path
 ) -> None:
     bad = "invalid-" + KEY
-    settings = settings_for(server, tmp_path, segmind_api_key=bad)
+    settings = settings_for(server, tmp_path).with_provider("segmind", api_key=bad)
     with pytest.raises(AuthenticationFailed) as info:
         await generate(settings, "segmind")
     assert "SEGMIND_API_KEY" in str(info.value) and bad not in str(info.value)
 
 
 async def test_a_persons_own_key_is_used_instead_of_the_servers(server: Any, tmp_path: Path) -> None:
-    settings = settings_for(server, tmp_path, deepinfra_api_key="invalid-server-key")
+    settings = settings_for(server, tmp_path).with_provider("deepinfra", api_key="invalid-server-key")
     async with Playground(settings) as playground:
         result = await playground.generate(
             GenerationRequest(prompt="a fox", width=512, height=512),

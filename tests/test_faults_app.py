@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 from PIL import Image
 from test_e2e_emulator import ATLAS_ONLY, FAULTS
-from ui.appclient import call_api, page_fn_index, run_page_event, serve
+from ui.appclient import call_api, event_data, page_fn_index, run_page_event, serve
 from ui.conftest import emulator_settings
 
 from flux_playground.history import History
@@ -55,8 +55,15 @@ class App:
         return int(self.emulator.stats()["requests"].get(provider, {}).get("submit", 0))
 
     def page_run(self, browser_id: str, prompt: str, providers: list[str]) -> Any:
-        data = [prompt, providers, 512, 512, 4, -1, True, 1, "", "", browser_id, "", "", "", "", ""]
-        return run_page_event(self.url, self.page_generate, data, timeout=30)
+        values = {
+            "prompt": prompt,
+            "providers": providers,
+            "width": 512,
+            "height": 512,
+            "browser_id": browser_id,
+        }
+        return run_page_event(self.url, self.page_generate, event_data(self.url, self.page_generate, values),
+                              timeout=30)  # fmt: skip
 
     def api_run(self, prompt: str, providers: list[str]) -> Any:
         return call_api(self.url, "generate", [prompt, providers, 512, 512, 4, -1, 1, "", ""], timeout=30)

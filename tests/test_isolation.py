@@ -15,13 +15,16 @@ from typing import Any
 import gradio as gr
 import httpx
 import pytest
-from ui.appclient import call_api, page_fn_index, run_page_event, serve
+from ui.appclient import call_api, event_data, page_fn_index, run_page, run_page_event, serve
 from ui.conftest import emulator_settings
 
 from flux_playground.emulator.server import EmulatorServer
 from flux_playground.history import History
 from flux_playground.service import Playground
-from flux_playground.ui.handlers import DETAIL_OUTPUTS, HISTORY_OUTPUTS, Handlers
+from flux_playground.ui.form import Form
+from flux_playground.ui.handlers import Handlers
+from flux_playground.ui.history_view import DETAIL_OUTPUTS, HISTORY_OUTPUTS
+from flux_playground.ui.scratch import Scratch
 
 BROWSER_A, BROWSER_B = "A" * 32, "B" * 32
 
@@ -51,15 +54,14 @@ def select(index: int) -> gr.SelectData:
 def handlers(emulator: EmulatorServer, tmp_path: Path) -> Iterator[Handlers]:
     settings = emulator_settings(emulator, tmp_path / "data")
     history = History(settings.data_dir)
-    yield Handlers(settings, Playground(settings), history, tmp_path / "scratch")
+    yield Handlers.create(Playground(settings), history, Scratch(tmp_path / "scratch"))
     history.close()
 
 
 async def generate(handlers: Handlers, who: str, prompt: str) -> None:
     person, browser = PEOPLE[who]
-    async for _ in handlers.generate_page(
-        person, None, prompt, ["deepinfra"], 512, 512, 4, -1, True, 1, "", "", browser, "", "", "", "", ""
-    ):
+    form = Form(prompt=prompt, providers=["deepinfra"], width=512, height=512, browser_id=browser)
+    async for _ in handlers.generation.generate(form, person, None):
         pass
 
 
@@ -68,10 +70,13 @@ async def test_no_one_reaches_anyone_elses_items_through_the_handlers(handlers: 
         await generate(handlers, who, f"the secret picture of {who}")
     items: dict[str, Any] = {}
     for who, (person, browser) in PEOPLE.items():
-        page = named(["browser_id", *HISTORY_OUTPUTS], await handlers.load_history(person, browser, "", ""))
+        page = named(
+            ["browser_id", *HISTORY_OUTPUTS],
+            await handlers.history.load(Form(browser_id=browser, search=""), person),
+        )
         assert len(page["history_ids"]) == 1, who  # only their own, though browsers are shared
         owner = f"hf:{person.username}" if person else f"anon:{browser}"
-        items[who] = await handlers.history.get(owner, page["history_ids"][0])
+        items[who] = await handlers.store.get(owner, page["history_ids"][0])
         assert items[who] is not None and items[who].prompt == f"the secret picture of {who}"
 
     for owner, item in items.items():
@@ -81,20 +86,31 @@ async def test_no_one_reaches_anyone_elses_items_through_the_handlers(handlers: 
             # Listing and searching, even for the other person's exact words.
             for query in ("", "secret picture", owner):
                 page = named(
-                    ["browser_id", *HISTORY_OUTPUTS], await handlers.load_history(person, browser, query, "")
+                    ["browser_id", *HISTORY_OUTPUTS],
+                    await handlers.history.load(Form(browser_id=browser, search=query), person),
                 )
                 assert item.id not in page["history_ids"]
-            more = named(HISTORY_OUTPUTS, await handlers.load_more(person, browser, "", "", [item.id] * 60))
+            more = named(
+                HISTORY_OUTPUTS,
+                await handlers.history.load_more(
+                    Form(browser_id=browser, state={"history_ids": [item.id] * 60}), person
+                ),
+            )
             assert item.id not in more["history_ids"]
             # Opening (the page state is only a hint: a forged id list changes nothing), downloading.
-            details = named(DETAIL_OUTPUTS, await handlers.select_item(person, browser, [item.id], select(0)))
+            details = named(
+                DETAIL_OUTPUTS,
+                await handlers.history.select(
+                    Form(browser_id=browser, state={"history_ids": [item.id]}), select(0), person
+                ),
+            )
             assert details["selected"] is None and details["details"]["visible"] is False
             assert "details_image" not in details or details["details_image"] != str(item.image_path)
             # Reusing and deleting.
             with pytest.raises(gr.Error, match="no longer in your history"):
-                await handlers.reuse(person, browser, item.id)
+                await handlers.history.reuse(Form(browser_id=browser, state={"selected": item.id}), person)
             with pytest.raises(gr.Error, match="no longer in your history"):
-                await handlers.delete(person, browser, item.id, "", "")
+                await handlers.history.delete(Form(browser_id=browser, state={"selected": item.id}), person)
     for item in items.values():  # all still there, files included
         assert item.image_path.exists() and item.thumb_path.exists()
 
@@ -116,7 +132,7 @@ GUESSES = [
 
 async def test_guessed_and_forged_ids_open_nothing(handlers: Handlers) -> None:
     await generate(handlers, "anon-a", "mine")
-    (item,) = await handlers.history.list(f"anon:{BROWSER_A}")
+    (item,) = await handlers.store.list(f"anon:{BROWSER_A}")
     for guess in [
         *GUESSES,
         item.id.upper(),
@@ -128,18 +144,21 @@ async def test_guessed_and_forged_ids_open_nothing(handlers: Handlers) -> None:
         for person, browser in PEOPLE.values():
             if (person, browser) == (None, BROWSER_A):
                 continue
-            assert await handlers.history.get(f"anon:{browser}", guess) is None
+            assert await handlers.store.get(f"anon:{browser}", guess) is None
             details = named(
-                DETAIL_OUTPUTS, await handlers.select_item(person, browser, [guess, item.id], select(0))
+                DETAIL_OUTPUTS,
+                await handlers.history.select(
+                    Form(browser_id=browser, state={"history_ids": [guess, item.id]}), select(0), person
+                ),
             )
             assert details["selected"] is None
             with pytest.raises(gr.Error):
-                await handlers.delete(person, browser, guess, "", "")
+                await handlers.history.delete(Form(browser_id=browser, state={"selected": guess}), person)
     # A tampered browser id is never used as an owner: it is replaced by a fresh one.
     for stored in ("../" * 8, BROWSER_A + "x", BROWSER_A[:-1], f"{BROWSER_A[:-1]}%", None, 42):
-        page = named(["browser_id", *HISTORY_OUTPUTS], await handlers.load_history(None, stored, "", ""))
+        page = named(["browser_id", *HISTORY_OUTPUTS], await handlers.history.load(Form(browser_id=stored)))
         assert page["history_ids"] == [] and page["browser_id"] != stored
-    assert await handlers.history.count(f"anon:{BROWSER_A}") == 1
+    assert await handlers.store.count(f"anon:{BROWSER_A}") == 1
 
 
 async def test_the_store_never_holds_the_owner_string(handlers: Handlers, tmp_path: Path) -> None:
@@ -181,25 +200,9 @@ def site(emulator: EmulatorServer, tmp_path_factory: pytest.TempPathFactory) -> 
 def alices_image(site: Site) -> tuple[Any, str]:
     """Alice generates on the page; returns her history item and the URL path the page showed her."""
     browser = secrets.token_urlsafe(24)
-    data = [
-        "alice's private picture",
-        ["deepinfra"],
-        512,
-        512,
-        4,
-        -1,
-        True,
-        1,
-        "",
-        "",
-        browser,
-        "",
-        "",
-        "",
-        "",
-        "",
-    ]
-    run = run_page_event(site.url, page_fn_index(site.url, "generate"), data)
+    values = {"prompt": "alice's private picture", "providers": ["deepinfra"], "width": 512, "height": 512,
+              "browser_id": browser}  # fmt: skip
+    run = run_page(site.url, "generate", values)
     assert run.success
     (item,) = asyncio.run(site.history.list(f"anon:{browser}"))
     shown = re.findall(r'"path": ?"([^"]+\.png)"', run.text)
@@ -282,10 +285,10 @@ def test_the_page_events_only_act_for_the_browser_that_calls_them(
     load = page_fn_index(site.url, "history-search", "change")
     delete = page_fn_index(site.url, "delete")
     for browser in ("C" * 32, secrets.token_urlsafe(24), "../" * 11, item.id, None):
-        listed = run_page_event(site.url, load, [browser, "", ""])
+        listed = run_page_event(site.url, load, event_data(site.url, load, {"browser_id": browser}))
         assert listed.success and item.id not in listed.text and "alice&#x27;s" not in listed.text
         assert "alice's private picture" not in listed.text
         # delete's other inputs (the selected item) live in server-side state: a caller cannot set them.
-        deleted = run_page_event(site.url, delete, [browser, item.id, "", ""])
+        deleted = run_page_event(site.url, delete, event_data(site.url, delete, {"browser_id": browser}))
         assert not deleted.success
     assert item.image_path.exists() and item.thumb_path.exists()

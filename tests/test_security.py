@@ -18,12 +18,11 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 from pydantic import SecretStr
-from ui.appclient import call_api, page_fn_index, run_page_event, serve
+from ui.appclient import call_api, event_data, page_fn_index, run_page_event, serve
 
 from flux_playground.emulator.server import EmulatorServer
 from flux_playground.errors import MalformedResponse, PlaygroundError
@@ -34,6 +33,7 @@ from flux_playground.providers import PROVIDERS
 from flux_playground.service import Playground
 from flux_playground.settings import Settings
 from flux_playground.ui import create_demo
+from flux_playground.ui.form import key_field
 
 REPO = Path(__file__).resolve().parents[1]
 TOKEN = secrets.token_hex(6)
@@ -73,16 +73,17 @@ def test_no_key_reaches_any_output_or_store(
     for name in ("httpx", "httpcore", "gradio", "uvicorn", "flux_playground"):
         logging.getLogger(name).setLevel(logging.DEBUG)
     data_dir = tmp_path / "data"
-    values: dict[str, Any] = {"data_dir": data_dir, "request_timeout": 2, "job_timeout": 3}
-    for name in PROVIDERS:
-        values[f"{name}_base_url"] = server.base_urls[name]
-        values[f"{name}_api_key"] = SERVER_KEYS[name]
-    settings = Settings(_env_file=None, **values)
+    providers = {
+        name: {"base_url": server.base_urls[name], "api_key": SERVER_KEYS[name]} for name in PROVIDERS
+    }
+    settings = Settings(
+        _env_file=None, data_dir=data_dir, request_timeout=2, job_timeout=3, providers=providers
+    )
     history = History(data_dir)
     seen: list[str] = []
     try:
         with serve(settings, history=history) as app:
-            url, demo = app.url, app.demo
+            url = app.url
             with httpx.Client(timeout=30) as http:
                 for path in (
                     "",
@@ -97,21 +98,28 @@ def test_no_key_reaches_any_output_or_store(
             generate = page_fn_index(url, "generate")
             browser = secrets.token_urlsafe(24)
 
-            def page(prompt: str, providers: list[str], keys: tuple[str, str, str]) -> str:
-                data = [prompt, providers, 512, 512, 4, -1, True, 1, "", "", browser, "", "", *keys]
-                run = run_page_event(url, generate, data, timeout=30)
+            def page(prompt: str, providers: list[str], keys: dict[str, str]) -> str:
+                values = {
+                    "prompt": prompt,
+                    "providers": providers,
+                    "width": 512,
+                    "height": 512,
+                    "browser_id": browser,
+                    **{key_field(name): key for name, key in keys.items()},
+                }
+                run = run_page_event(url, generate, event_data(url, generate, values), timeout=30)
                 assert run.success, run.text[-400:]
                 return run.text
 
             # Server keys for Atlas and Segmind, a pasted key for DeepInfra; then a pasted key refused (401).
-            seen.append(page("a red fox", list(PROVIDERS), ("", PASTED_KEY, "")))
-            refused = page("a blue fox", ["segmind"], ("", "", BAD_PASTED_KEY))
+            seen.append(page("a red fox", list(PROVIDERS), {"deepinfra": PASTED_KEY}))
+            refused = page("a blue fox", ["segmind"], {"segmind": BAD_PASTED_KEY})
             assert "the API key was refused" in refused
             seen.append(refused)
             # Server keys refused and failing, through the page and the API.
             for name in PROVIDERS:
                 server.inject(name, "401")
-                seen.append(page(f"a green fox {name}", [name], ("", "", "")))
+                seen.append(page(f"a green fox {name}", [name], {}))
                 server.inject(name, "500")
                 seen.append(
                     call_api(
@@ -121,12 +129,16 @@ def test_no_key_reaches_any_output_or_store(
             api = call_api(url, "generate", ["a grey fox", list(PROVIDERS), 512, 512, 4, 7, 1, "", ""])
             assert api.event == "complete"
             seen.append(api.text)
-            # The controls' price check receives pasted keys too (on blur).
-            controls = next(fn for fn in demo.fns.values() if fn.name == "update_controls")
-            assert controls.fn is not None
-            seen.append(
-                json.dumps(controls.fn(list(PROVIDERS), 512, 512, 4, 1, PASTED_KEY, "", ""), default=str)
-            )
+            # The controls' price check receives pasted keys too (on blur), as the page sends them.
+            controls = page_fn_index(url, "providers", "change")
+            pasted = {"providers": list(PROVIDERS), key_field("deepinfra"): PASTED_KEY}
+            data = event_data(url, controls, pasted)
+            body = {"data": data, "fn_index": controls, "session_hash": "keys"}
+            answer = httpx.post(f"{url}gradio_api/run/predict", json=body, timeout=30)
+            assert answer.status_code == 200 and "fp-prices" in answer.text
+            seen.append(answer.text)
+            # Every byte the app wrote, read while it still runs (the WAL is checkpointed at close).
+            written = {path: path.read_bytes() for path in data_dir.rglob("*") if path.is_file()}
     finally:
         history.close()
 
@@ -136,15 +148,13 @@ def test_no_key_reaches_any_output_or_store(
     assert len(caplog.records) > 50 and "httpcore" in logged  # DEBUG capture really was on
     assert leaks(logged) == [], "a key was logged"
 
-    stored = list(data_dir.rglob("*"))
-    assert any(p.name == "history.sqlite3-wal" for p in stored)  # the WAL is checked too
-    pngs = [p for p in stored if p.suffix == ".png"]
+    assert any(p.name == "history.sqlite3-wal" for p in written)  # the WAL is checked too
+    pngs = [p for p in written if p.suffix == ".png"]
     assert len(pngs) == 3  # the first page run, one per provider; failures saved nothing
-    for path in stored:
-        if path.is_file():
-            assert leaks(path.read_bytes()) == [], f"a key is in {path.name}"
+    for path, data in written.items():
+        assert leaks(data) == [], f"a key is in {path.name}"
     for path in pngs:  # text chunks may be compressed (zTXt/iTXt): read them decoded as well
-        assert leaks(json.dumps(read_png_text(path.read_bytes()))) == []
+        assert leaks(json.dumps(read_png_text(written[path]))) == []
     for entry in api.data[0]:  # the API's images, as written to its scratch folder
         image = entry["image"]
         local = Path(image["path"]) if isinstance(image, dict) else Path(image)
@@ -161,11 +171,10 @@ ECHO_STATUSES = [400, 401, 402, 403, 406, 422, 429, 500, 502, 503]
 
 
 def echoing_settings() -> Settings:
-    values: dict[str, Any] = {}
-    for name in PROVIDERS:
-        values[f"{name}_base_url"] = f"https://{name}.test"
-        values[f"{name}_api_key"] = SERVER_KEYS[name]
-    return Settings(_env_file=None, **values)
+    providers = {
+        name: {"base_url": f"https://{name}.test", "api_key": SERVER_KEYS[name]} for name in PROVIDERS
+    }
+    return Settings(_env_file=None, providers=providers)
 
 
 @pytest.mark.parametrize("status", ECHO_STATUSES)
@@ -271,8 +280,9 @@ async def test_unsafe_output_urls_are_refused_and_never_fetched(
     atlas = AtlasWithOutputs(output, redirect)
     settings = Settings(
         _env_file=None,
-        atlascloud_base_url="https://atlascloud.test",
-        atlascloud_api_key=SERVER_KEYS["atlascloud"],
+        providers={
+            "atlascloud": {"base_url": "https://atlascloud.test", "api_key": SERVER_KEYS["atlascloud"]}
+        },
         job_timeout=5,
         download_timeout=5,
     )

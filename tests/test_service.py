@@ -16,7 +16,6 @@ from pydantic import SecretStr
 
 from flux_playground.errors import (
     AuthenticationFailed,
-    ConfigurationError,
     InvalidRequest,
     MalformedResponse,
     MissingKey,
@@ -24,7 +23,9 @@ from flux_playground.errors import (
 )
 from flux_playground.images import read_png_text
 from flux_playground.models import MAX_SEED, GenerationRequest
-from flux_playground.service import Outcome, Playground, ProgressEvent
+from flux_playground.providers import PROVIDERS
+from flux_playground.runs import Outcome, ProgressEvent
+from flux_playground.service import Playground
 from flux_playground.settings import Settings
 
 KEYS = {
@@ -45,19 +46,19 @@ PNG = image_bytes("PNG")
 JPEG = image_bytes("JPEG")
 
 
-def make_settings(**overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "atlascloud_api_key": KEYS["atlascloud"],
-        "segmind_api_key": KEYS["segmind"],
-        "deepinfra_api_key": KEYS["deepinfra"],
-        "atlascloud_base_url": "https://atlas.test",
-        "segmind_base_url": "https://segmind.test",
-        "deepinfra_base_url": "https://deepinfra.test",
-        "request_timeout": 5.0,
-        "job_timeout": 5.0,
-        "download_timeout": 5.0,
-    }
-    return Settings(_env_file=None, **{**values, **overrides})
+HOSTS = {
+    "atlascloud": "https://atlas.test",
+    "segmind": "https://segmind.test",
+    "deepinfra": "https://deepinfra.test",
+}
+
+
+def make_settings(keys: dict[str, str | None] | None = None, **overrides: Any) -> Settings:
+    """Every provider at its fake host with KEYS; `keys` replaces some (None: no server key)."""
+    chosen = {**KEYS, **(keys or {})}
+    providers = {name: {"api_key": chosen[name], "base_url": url} for name, url in HOSTS.items()}
+    values: dict[str, Any] = {"request_timeout": 5.0, "job_timeout": 5.0, "download_timeout": 5.0}
+    return Settings(_env_file=None, providers=providers, **{**values, **overrides})
 
 
 class FakeProviders:
@@ -217,7 +218,7 @@ class TestGenerate:
 
     async def test_progress_stages(self, playground: Playground) -> None:
         events: list[ProgressEvent] = []
-        await playground.generate(GenerationRequest(prompt="x"), "segmind", on_progress=events.append)
+        await playground.call(GenerationRequest(prompt="x"), "segmind", on_progress=events.append)
         assert [(e.provider, e.stage) for e in events] == [
             ("segmind", "submitting"),
             ("segmind", "generating"),
@@ -234,8 +235,10 @@ class TestGenerate:
         assert fake.requests == []
 
     async def test_unknown_provider(self, playground: Playground) -> None:
-        with pytest.raises(ConfigurationError, match="Choose one of: atlascloud, deepinfra, segmind"):
-            await playground.generate(GenerationRequest(prompt="x"), "replicate")
+        with pytest.raises(
+            InvalidRequest, match=f"Unknown provider 'nope'. Choose from: {', '.join(PROVIDERS)}"
+        ):
+            await playground.generate(GenerationRequest(prompt="x"), "nope")
 
     async def test_seed_not_sent_is_not_reported(self, fake: FakeProviders) -> None:
         fake.override["deepinfra"] = httpx.Response(
@@ -246,7 +249,9 @@ class TestGenerate:
             },
         )
         async with httpx.AsyncClient(transport=httpx.MockTransport(fake)) as client:
-            playground = Playground(make_settings(deepinfra_endpoint="openai"), client)
+            playground = Playground(
+                make_settings().with_provider("deepinfra", options={"endpoint": "openai"}), client
+            )
             result = await playground.generate(GenerationRequest(prompt="x", seed=5), "deepinfra")
         assert "seed" not in fake.sent_payload("deepinfra")
         assert result.images[0].seed is None
@@ -256,7 +261,7 @@ class TestGenerate:
 class TestKeys:
     async def test_missing_server_key_names_the_env_var(self, fake: FakeProviders) -> None:
         async with httpx.AsyncClient(transport=httpx.MockTransport(fake)) as client:
-            playground = Playground(make_settings(segmind_api_key=None, deepinfra_api_key="  "), client)
+            playground = Playground(make_settings({"segmind": None, "deepinfra": "  "}), client)
             with pytest.raises(MissingKey, match="No API key for Segmind: set SEGMIND_API_KEY") as info:
                 await playground.generate(GenerationRequest(prompt="x"), "segmind")
             assert info.value.env_vars == ("SEGMIND_API_KEY",)
@@ -266,7 +271,7 @@ class TestKeys:
 
     async def test_missing_key_does_not_block_other_providers(self, fake: FakeProviders) -> None:
         async with httpx.AsyncClient(transport=httpx.MockTransport(fake)) as client:
-            playground = Playground(make_settings(segmind_api_key=None), client)
+            playground = Playground(make_settings({"segmind": None}), client)
             outcomes = await collect(playground, GenerationRequest(prompt="x"), ALL)
         assert isinstance(outcomes["segmind"].error, MissingKey)
         assert outcomes["atlascloud"].result is not None and outcomes["deepinfra"].result is not None
@@ -287,7 +292,7 @@ class TestKeys:
 
     async def test_user_key_without_server_key(self, fake: FakeProviders) -> None:
         async with httpx.AsyncClient(transport=httpx.MockTransport(fake)) as client:
-            playground = Playground(make_settings(deepinfra_api_key=None), client)
+            playground = Playground(make_settings({"deepinfra": None}), client)
             await playground.generate(GenerationRequest(prompt="x"), "deepinfra", api_key=SecretStr("mine"))
         assert fake.posts("deepinfra")[0].headers["authorization"] == "Bearer mine"
 
@@ -337,13 +342,11 @@ class TestGenerateMany:
         self, playground: Playground, fake: FakeProviders
     ) -> None:
         fake.override["segmind"] = httpx.Response(500, json={"error": "GPU on fire"})
-        events: list[ProgressEvent] = []
-        outcomes = await collect(playground, GenerationRequest(prompt="x"), ALL, on_progress=events.append)
-        failed = outcomes["segmind"]
-        assert failed.result is None and isinstance(failed.error, ProviderFailed)
-        assert "GPU on fire" in failed.error.message
-        assert outcomes["atlascloud"].result is not None and outcomes["deepinfra"].result is not None
-        assert ProgressEvent("segmind", "failed", failed.error.message) in events
+        snapshots = [snap async for snap in playground.run(GenerationRequest(prompt="x"), ALL)]
+        failed = snapshots[-1].slots["segmind"]
+        assert failed.result is None and isinstance(failed.failure, ProviderFailed)
+        assert failed.stage == "failed" and "GPU on fire" in str(failed.error)
+        assert all(snapshots[-1].slots[name].result is not None for name in ("atlascloud", "deepinfra"))
         assert len(fake.posts("segmind")) == 1
 
     async def test_invalid_for_one_provider_only(self, playground: Playground, fake: FakeProviders) -> None:

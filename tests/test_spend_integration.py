@@ -22,7 +22,9 @@ from flux_playground.emulator.server import EmulatorServer
 from flux_playground.history import History
 from flux_playground.limits import Guard
 from flux_playground.service import Playground
+from flux_playground.ui.form import Form
 from flux_playground.ui.handlers import Handlers
+from flux_playground.ui.scratch import Scratch
 
 ALICE_BROWSER = "A" * 32
 
@@ -46,9 +48,8 @@ class Rig:
     def _open(self) -> None:
         self.history = History(self.data_dir)
         self.guard = Guard(self.settings)
-        self.handlers = Handlers(
-            self.settings, Playground(self.settings), self.history, self.data_dir / "scratch", self.guard
-        )
+        playground = Playground(self.settings, guard=self.guard)
+        self.handlers = Handlers.create(playground, self.history, Scratch(self.data_dir / "scratch"))
 
     def restart(self) -> None:
         self.close()
@@ -71,19 +72,10 @@ class Rig:
         **fields: Any,
     ) -> dict[str, Any]:
         values = {"width": 512, "height": 512, "steps": 4, "seed": -1, "num_images": 1, **fields}
-        _, summary = await self.handlers.generate(
-            prompt,
-            [provider],
-            values["width"],
-            values["height"],
-            values["steps"],
-            values["seed"],
-            values["num_images"],
-            "",
-            "",
-            profile,
-            visitor(host),
-        )
+        _, summary = await self.handlers.api.generate(
+            prompt, [provider], values["width"], values["height"], values["steps"], values["seed"],
+            values["num_images"], "", "", profile, visitor(host),
+        )  # fmt: skip
         return summary
 
     async def page(
@@ -92,31 +84,12 @@ class Rig:
         *,
         host: str = "10.0.0.1",
         prompt: str = "a red fox",
-        keys: tuple[str, str, str] = ("", "", ""),
+        keys: dict[str, str] | None = None,
         **fields: Any,
     ) -> list[tuple[Any, ...]]:
         values = {"width": 512, "height": 512, "steps": 4, "num_images": 1, **fields}
-        return [
-            update
-            async for update in self.handlers.generate_page(
-                None,
-                visitor(host),
-                prompt,
-                [provider],
-                values["width"],
-                values["height"],
-                values["steps"],
-                -1,
-                True,
-                values["num_images"],
-                "",
-                "",
-                ALICE_BROWSER,
-                "",
-                "",
-                *keys,
-            )
-        ]
+        form = Form(prompt=prompt, providers=[provider], browser_id=ALICE_BROWSER, keys=keys or {}, **values)
+        return [update async for update in self.handlers.generation.generate(form, None, visitor(host))]
 
 
 @pytest.fixture
@@ -177,7 +150,9 @@ async def test_the_per_person_cap_counts_each_person_and_not_their_own_keys(rig_
     assert rig.guard.spent_today() == Decimal("0.009")
 
     # With their own key pasted, a person over their cap still runs, and the owner is not charged.
-    await rig.page("atlascloud", host="10.0.0.1", prompt="my own key", keys=("my-own-atlas-key", "", ""))
+    await rig.page(
+        "atlascloud", host="10.0.0.1", prompt="my own key", keys={"atlascloud": "my-own-atlas-key"}
+    )
     assert rig.submits("atlascloud") == 4
     assert rig.guard.spent_today() == Decimal("0.009")
 
@@ -210,26 +185,9 @@ async def test_reported_costs_correct_estimates_and_unbilled_failures_are_free(r
 async def test_a_cancelled_run_keeps_its_estimate(rig_factory: Any) -> None:
     """A Stop or a closed tab may come after the provider started: the estimate stays counted."""
     rig = rig_factory(daily_budget_usd=Decimal("1"))
-    updates = rig.handlers.generate_page(
-        None,
-        visitor("10.0.0.1"),
-        "a slow fox [latency:2]",
-        ["atlascloud"],
-        512,
-        512,
-        4,
-        -1,
-        True,
-        1,
-        "",
-        "",
-        ALICE_BROWSER,
-        "",
-        "",
-        "",
-        "",
-        "",
-    )
+    fields = {"providers": ["atlascloud"], "width": 512, "height": 512, "browser_id": ALICE_BROWSER}
+    form = Form(prompt="a slow fox [latency:2]", **fields)
+    updates = rig.handlers.generation.generate(form, None, visitor("10.0.0.1"))
     await anext(updates)
     await asyncio.sleep(0.3)
     await updates.aclose()

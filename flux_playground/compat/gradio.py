@@ -81,8 +81,10 @@ EXPECTED = Expectation(
 #: Gradio's SessionState, kept before install() replaces it.
 GRADIO_SESSION_STATE = state_holder.SessionState
 
-#: Sessions kept at most (Gradio's default is 10 000); the least recently used go first.
-SESSION_CAPACITY = 2000
+#: Sessions kept at most (Gradio's default is 10 000); the least recently used go first. A session
+#: keeps no values it was sent, only the components this page's events updated: about 25 KB, so at
+#: most about 25 MB in all (tests/test_hardening.py measures it under attack).
+SESSION_CAPACITY = 1000
 
 
 def install(limits: ConnectionLimits) -> None:

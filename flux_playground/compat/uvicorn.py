@@ -76,7 +76,7 @@ class ConnectionLimits:
     #: Open connections for the whole server; keep it well below the open-files limit.
     max_connections: int = 4096
     #: Open connections from one address (a browser uses about 6; a trusted proxy is not counted).
-    max_per_address: int = 64
+    max_per_address: int = 512
     #: Proxies whose connections carry many people (the Spaces proxy, a load balancer).
     trusted_proxies: tuple[Network, ...] = ()
 
@@ -162,14 +162,20 @@ def guarded_protocol(limits: ConnectionLimits) -> type[asyncio.Protocol]:
     return GuardedHttpToolsProtocol
 
 
-def abort_connection(raw_send: Callable[..., Any] | None) -> bool:
-    """Close the TCP connection of the request whose server-level `send` this is; False if not uvicorn.
+async def abort_connection(raw_send: Callable[..., Any] | None) -> bool:
+    """Close the TCP connection of the request whose server-level `send` this is, and wait until
+    uvicorn has noticed; False (nothing done) when it is not uvicorn's.
 
-    uvicorn's `send` is a bound method of its RequestResponseCycle, which holds the transport.
+    uvicorn's `send` is a bound method of its RequestResponseCycle, which holds the transport and
+    sets `disconnected` once the protocol saw the connection go (a later loop iteration).
     """
     cycle = getattr(raw_send, "__self__", None)
     transport = getattr(cycle, "transport", None)
-    if not isinstance(transport, asyncio.BaseTransport):
+    if not isinstance(transport, asyncio.Transport):
         return False
-    transport.abort()  # type: ignore[attr-defined]
+    transport.abort()
+    for _ in range(20):
+        if getattr(cycle, "disconnected", True):
+            break
+        await asyncio.sleep(0)
     return True

@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from ..compat.uvicorn import abort_connection
 from .emulated import EmulatedProvider
 
 __all__ = [
@@ -234,21 +235,13 @@ async def reset_connection(request: Request) -> Response:
     """Close the TCP connection with no response, so the client sees a transport error.
 
     ASGI has no "abort" message, so this reaches the server's transport through the
-    raw ``send`` stored in the scope by the app wrapper (uvicorn's request cycle
-    object keeps it as ``.transport``). uvicorn then sees the connection as lost and
-    drops whatever the app returns, without logging an error.
+    raw ``send`` stored in the scope by the app wrapper (compat/uvicorn.py). uvicorn
+    then sees the connection as lost and drops whatever the app returns, without
+    logging an error.
     """
-    send = request.scope.get(RAW_SEND_KEY)
-    cycle = getattr(send, "__self__", None)
-    transport = getattr(cycle, "transport", None)
-    if transport is None:  # not under uvicorn (e.g. httpx.ASGITransport)
+    if not await abort_connection(request.scope.get(RAW_SEND_KEY)):  # not under uvicorn
         raise ConnectionResetError("emulated connection reset")
-    transport.abort()
     request.scope[RESET_KEY] = True
-    for _ in range(20):  # connection_lost runs on a later loop iteration
-        if getattr(cycle, "disconnected", True):
-            break
-        await asyncio.sleep(0)
     return Response(status_code=499)  # never sent: the connection is gone
 
 

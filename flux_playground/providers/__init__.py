@@ -1,11 +1,18 @@
-"""The explicit registry of providers. Adding one: docs/adding-a-provider.md."""
+"""The registry of providers: everything else (settings, prices, the CLI, the page, the API, the
+spend guard, the tests) reads it and names no provider. Adding one: docs/adding-a-provider.md.
+
+    PROVIDERS["segmind"].label        -> "Segmind"
+    register(Acme())                   a plugin or a test adds a provider, at once, everywhere
+    unregister("acme")
+"""
 
 from __future__ import annotations
 
-from typing import Literal
+from dataclasses import dataclass
 
 from ..errors import ConfigurationError
-from ._base import CallContext, OutputItem, Provider, ProviderCall, ProviderOutput
+from ..settings import Settings
+from ._base import CallContext, Option, OutputItem, Provider, ProviderCall, ProviderOutput
 from .atlascloud import AtlasCloud
 from .deepinfra import DeepInfra
 from .segmind import Segmind
@@ -13,15 +20,19 @@ from .segmind import Segmind
 __all__ = [
     "PROVIDERS",
     "CallContext",
+    "Option",
     "OutputItem",
     "Provider",
     "ProviderCall",
-    "ProviderName",
     "ProviderOutput",
+    "Variables",
+    "all_variables",
+    "any_configured",
     "get_provider",
+    "register",
+    "unregister",
+    "variables",
 ]
-
-ProviderName = Literal["atlascloud", "deepinfra", "segmind"]
 
 #: Alphabetical. One line per provider.
 PROVIDERS: dict[str, Provider] = {
@@ -31,9 +42,52 @@ PROVIDERS: dict[str, Provider] = {
 }
 
 
+def register(provider: Provider) -> None:
+    """Add a provider (a plugin, a test) to everything at once; its name must be new."""
+    if provider.name in PROVIDERS:
+        raise ValueError(f"a provider named {provider.name!r} is already registered")
+    PROVIDERS[provider.name] = provider
+    ordered = sorted(PROVIDERS.items())
+    PROVIDERS.clear()
+    PROVIDERS.update(ordered)
+
+
+def unregister(name: str) -> Provider:
+    return PROVIDERS.pop(name)
+
+
 def get_provider(name: str) -> Provider:
     try:
         return PROVIDERS[name]
     except KeyError:
         valid = ", ".join(PROVIDERS)
         raise ConfigurationError(f"Unknown provider {name!r}. Choose one of: {valid}.") from None
+
+
+def any_configured(settings: Settings) -> bool:
+    """Whether any provider can run on the server's own configuration (else: demo mode)."""
+    return any(provider.configured(settings) for provider in PROVIDERS.values())
+
+
+@dataclass(frozen=True)
+class Variables:
+    """The environment variables one provider reads."""
+
+    key: tuple[str, ...]
+    base_url: str
+    options: dict[str, tuple[str, ...]]
+
+    def all(self) -> list[str]:
+        return [*self.key, self.base_url, *(name for names in self.options.values() for name in names)]
+
+
+def variables() -> dict[str, Variables]:
+    return {
+        name: Variables(p.key_env, p.base_url_env(), {o.name: o.env for o in p.options})
+        for name, p in PROVIDERS.items()
+    }
+
+
+def all_variables() -> list[str]:
+    """Every variable any registered provider reads (a test environment clears them all)."""
+    return [name for entry in variables().values() for name in entry.all()]

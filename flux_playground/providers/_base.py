@@ -28,6 +28,7 @@ from pydantic import SecretStr
 
 from ..errors import (
     AuthenticationFailed,
+    ConfigurationError,
     InputRejected,
     InsufficientCredits,
     InvalidRequest,
@@ -40,9 +41,10 @@ from ..errors import (
 )
 from ..http import TooLarge, parse_retry_after, read_capped
 from ..models import Capabilities, GenerationRequest, Stage
+from ..pricing import PriceRule, with_override
 from ..settings import Settings
 
-__all__ = ["CallContext", "OutputItem", "Provider", "ProviderCall", "ProviderOutput", "error_text"]
+__all__ = ["CallContext", "Option", "OutputItem", "Provider", "ProviderCall", "ProviderOutput", "error_text"]
 
 #: An image as a provider hands it over: raw bytes, or a string that is a URL, a data URI or base64.
 OutputItem = bytes | str
@@ -94,39 +96,144 @@ class CallContext:
     clock: Callable[[], float] = time.monotonic
 
 
+@dataclass(frozen=True)
+class Option:
+    """A setting a provider needs besides its key (e.g. an account id), read from the environment
+    the same way (settings.ProviderEnvironment)."""
+
+    name: str
+    #: Variables that may hold it, first one preferred.
+    env: tuple[str, ...]
+    help: str
+    #: Needed to run at all (the provider is not configured without it).
+    required: bool = False
+    default: str | None = None
+    choices: tuple[str, ...] = ()
+
+
+#: A key goes into an HTTP header: printable ASCII without spaces.
+_KEY_TEXT = re.compile(r"[\x21-\x7e]{1,512}")
+
+
 class Provider(ABC):
-    #: Registry key, e.g. "segmind".
+    """One provider, declared once: everything the rest of the product needs to know about it."""
+
+    #: Registry key and id everywhere (CLI, API, settings), e.g. "segmind".
     name: ClassVar[str]
     #: Shown to people, e.g. "Segmind".
     label: ClassVar[str]
-    #: Environment variables that may hold the server key, first one preferred.
-    key_env: ClassVar[tuple[str, ...]]
     #: The model as the provider names it.
     model_id: ClassVar[str]
     docs_url: ClassVar[str]
+    #: Environment variables that may hold the server key, first one preferred.
+    key_env: ClassVar[tuple[str, ...]]
+    #: Other settings it reads (account ids, an endpoint choice).
+    options: ClassVar[tuple[Option, ...]] = ()
+    #: The API origin; `<NAME>_BASE_URL` overrides it (the emulator, a proxy).
+    default_base_url: ClassVar[str]
     capabilities: ClassVar[Capabilities]
+    #: What one run costs (pricing.py); None: unknown, shown as such.
+    price: ClassVar[PriceRule | None] = None
     #: HTTP statuses that mean "out of credits" at this provider (Atlas 402, Segmind 406).
     credit_statuses: ClassVar[frozenset[int]] = frozenset({402})
 
     # --- configuration -------------------------------------------------------------------------
 
+    @classmethod
+    def base_url_env(cls) -> str:
+        return f"{cls.name.upper().replace('-', '_')}_BASE_URL"
+
     def get_capabilities(self, settings: Settings) -> Capabilities:
-        """What this provider accepts under these settings. Override when a setting changes it."""
+        """What this provider accepts under these settings. Override when an option changes it."""
         return self.capabilities
 
     def base_url(self, settings: Settings) -> str:
-        return str(getattr(settings, f"{self.name}_base_url")).rstrip("/")
+        return (settings.provider(self.name).base_url or self.default_base_url).rstrip("/")
+
+    def option(self, settings: Settings, name: str) -> str | None:
+        declared = next(o for o in self.options if o.name == name)
+        value = settings.provider(self.name).options.get(name) or declared.default
+        if value is not None and declared.choices and value not in declared.choices:
+            raise ConfigurationError(
+                f"{declared.env[0]}={value!r} is not one of: {', '.join(declared.choices)} ({declared.help})."
+            )
+        return value
 
     def server_key(self, settings: Settings) -> SecretStr | None:
-        key: SecretStr | None = getattr(settings, f"{self.name}_api_key")
+        key = settings.provider(self.name).api_key
         return key if key is not None and key.get_secret_value().strip() else None
+
+    def missing(self, settings: Settings, *, with_own_key: bool = False) -> list[str]:
+        """The variables still to set before this provider runs on the server's configuration (the
+        key is not needed `with_own_key`: the person pasted one)."""
+        needed = [] if with_own_key or self.server_key(settings) else [" or ".join(self.key_env)]
+        for option in self.options:
+            if option.required and not self.option(settings, option.name):
+                needed.append(" or ".join(option.env))
+        return needed
+
+    def configured(self, settings: Settings) -> bool:
+        return not self.missing(settings)
 
     def resolve_key(self, settings: Settings, user_key: SecretStr | None = None) -> str:
         """The person's own key if they gave one, else the server's; MissingKey names the variable."""
-        for key in (user_key, self.server_key(settings)):
-            if key is not None and key.get_secret_value().strip():
-                return key.get_secret_value().strip()
-        raise MissingKey(self.label, self.key_env)
+        own = user_key.get_secret_value().strip() if user_key is not None else ""
+        if own:
+            if not _KEY_TEXT.fullmatch(own):
+                raise InvalidRequest(
+                    f"The {self.label} key you pasted is not valid: a key is letters, digits and a "
+                    "few symbols, with no spaces or accents. Copy it again from the provider.",
+                    field="keys",
+                    provider=self.name,
+                )
+            return own
+        server = self.server_key(settings)
+        if server is None:
+            raise MissingKey(self.label, self.key_env)
+        key = server.get_secret_value().strip()
+        if not _KEY_TEXT.fullmatch(key):
+            raise ConfigurationError(
+                f"The server's {self.label} key ({self.key_env[0]}) is not valid: it has spaces or "
+                "characters a key never has. Set it again."
+            )
+        required = [o for o in self.options if o.required and not self.option(settings, o.name)]
+        if required:
+            raise ConfigurationError(
+                f"{self.label} also needs {' and '.join(o.env[0] for o in required)} "
+                f"({'; '.join(o.help for o in required)})."
+            )
+        return key
+
+    def price_rule(self, settings: Settings) -> PriceRule | None:
+        """The declared price, with the owner's FLUX_PLAYGROUND_PRICES override put in."""
+        override = settings.prices.get(self.name)
+        return self.price if override is None else with_override(self.price, self.name, override)
+
+    def output_size(self, request: GenerationRequest, settings: Settings) -> tuple[int, int]:
+        """The size this provider makes for `request` (override where it cannot take any size)."""
+        return request.width, request.height
+
+    def shape(self, request: GenerationRequest, settings: Settings) -> GenerationRequest:
+        """The request as this provider gets it: a sampler or scheduler only where it takes one.
+
+        The page labels those controls with the providers that use them, so dropping them here is
+        announced, not silent; every other setting is sent as is and refused loudly if need be.
+        """
+        caps = self.get_capabilities(settings)
+        update: dict[str, object] = {}
+        if not caps.samplers and request.sampler is not None:
+            update["sampler"] = None
+        if not caps.schedulers and request.scheduler is not None:
+            update["scheduler"] = None
+        return request.model_copy(update=update) if update else request
+
+    def estimate(self, request: GenerationRequest, settings: Settings) -> Decimal | None:
+        """What `request` (as shaped for this provider) costs here; None: unknown."""
+        rule = self.price_rule(settings)
+        if rule is None:
+            return None
+        width, height = self.output_size(request, settings)
+        return rule.cost(width=width, height=height, steps=request.steps, images=request.num_images)
 
     def validate(self, request: GenerationRequest, settings: Settings) -> None:
         """Raise InvalidRequest naming this provider, the field and the allowed values."""
@@ -200,7 +307,7 @@ class Provider(ABC):
             failed.billed = not isinstance(exc, httpx.ConnectError)  # a dropped answer may be billed
             raise failed from exc
         if response.is_error:
-            # Segmind: "Not billed on non-200" (PROVIDERS.md 2.2); we assume the same elsewhere.
+            # Segmind: "Not billed on non-200" (docs/providers/segmind.md#errors); assumed elsewhere.
             raise self.error_for(response, key=ctx.key)
         ctx.accepted = True
         return response
@@ -230,7 +337,7 @@ class Provider(ABC):
             return InputRejected(self.label, f"the provider rejected these settings{detail}.")
         if status == 404:
             return ProviderFailed(
-                self.label, f"endpoint not found (HTTP 404){detail}. Check {self.name.upper()}_BASE_URL."
+                self.label, f"endpoint not found (HTTP 404){detail}. Check {self.base_url_env()}."
             )
         return ProviderFailed(
             self.label,

@@ -1,10 +1,12 @@
-"""Atlas Cloud: submit a job, then poll the prediction until it is done (PROVIDERS.md section 1).
+"""Atlas Cloud: submit a job, then poll the prediction until it is done (docs/providers/atlascloud.md).
 
 API reference: https://www.atlascloud.ai/docs/more-models/black-forest-labs/flux-schnell/generateImage
 """
 
 from __future__ import annotations
 
+from datetime import date
+from decimal import Decimal
 from typing import ClassVar
 
 import httpx
@@ -12,17 +14,19 @@ import httpx
 from ..errors import ProviderFailed, ProviderTimeout
 from ..http import TooLarge, get_with_retries
 from ..models import Capabilities, GenerationRequest
+from ..pricing import PriceRule
 from ..settings import Settings
 from ._base import CallContext, OutputItem, Provider, ProviderCall, ProviderOutput
 from ._polling import PollSchedule
 
 __all__ = ["AtlasCloud"]
 
-# Docs list "completed"; the skills and MCP server also use "succeeded" (PROVIDERS.md 1.3).
+# Docs list "completed"; the skills and MCP server also use "succeeded"; WaveSpeed's SDK (the same
+# model upstream) also ends on "timeout" (docs/providers/atlascloud.md#response).
 _DONE = frozenset({"completed", "succeeded"})
-_FAILED = frozenset({"failed", "canceled", "cancelled", "error"})
+_FAILED = frozenset({"failed", "canceled", "cancelled", "error", "timeout"})
 # Atlas's ComfyUI client treats 400/404 on a fresh prediction as "not created yet" for 30 s
-# (PROVIDERS.md 1.3).
+# (docs/providers/atlascloud.md#response).
 _NOT_YET_STATUSES = frozenset({400, 404})
 _NOT_YET_GRACE_S = 30.0
 
@@ -33,9 +37,11 @@ class AtlasCloud(Provider):
     key_env = ("ATLASCLOUD_API_KEY",)
     model_id = "black-forest-labs/flux-schnell"
     docs_url = "https://www.atlascloud.ai/models/black-forest-labs/flux-schnell"
+    default_base_url = "https://api.atlascloud.ai"
     # The API reference has no steps, sampler or scheduler, and "if a parameter isn't in the schema, it
-    # doesn't exist on that model" (PROVIDERS.md 1.2). The size range is not documented: 256–1536 in
-    # multiples of 16 is our assumption from WaveSpeed, which serves the same model.
+    # doesn't exist on that model" (docs/providers/atlascloud.md#request). The size range is not
+    # documented: 256–1536 in multiples of 16 is our assumption from WaveSpeed, which serves the same
+    # model (docs/providers/atlascloud.md#sizes).
     capabilities: ClassVar[Capabilities] = Capabilities(
         min_size=256,
         max_size=1536,
@@ -45,7 +51,14 @@ class AtlasCloud(Provider):
         steps=False,
         max_images=4,
     )
-    credit_statuses = frozenset({402})  # "402 = insufficient balance" (PROVIDERS.md 1.4)
+    price = PriceRule(
+        basis="per_image",
+        usd=Decimal("0.003"),
+        source="https://www.atlascloud.ai/models/black-forest-labs/flux-schnell/llms.txt",
+        checked=date(2026, 12, 1),
+        note="\"$0.003 per image\" (the model page says \"per run\"); docs/providers/atlascloud.md#price.",
+    )
+    credit_statuses = frozenset({402})  # "402 = insufficient balance" (docs/providers/atlascloud.md#errors)
 
     def route(self, settings: Settings) -> str:
         return "/api/v1/model/generateImage"
@@ -53,13 +66,14 @@ class AtlasCloud(Provider):
     def build_call(self, request: GenerationRequest, key: str, settings: Settings) -> ProviderCall:
         call = super().build_call(request, key, settings)
         # We copy outputs at once, so ask Atlas to keep them only 1 hour instead of 14 days
-        # (X-AtlasCloud-Object-Expiration-Hours, 1–336; PROVIDERS.md 1.6).
+        # (X-AtlasCloud-Object-Expiration-Hours, 1–336; docs/providers/atlascloud.md#request).
         call.headers["X-AtlasCloud-Object-Expiration-Hours"] = "1"
         return call
 
     def payload(self, request: GenerationRequest, settings: Settings) -> dict[str, object]:
         # A flat body with `size` as "W*H" (note the asterisk); the seed page's width/height/steps
-        # example contradicts the API reference, which is canonical (PROVIDERS.md 1.2). Model id last.
+        # example contradicts the API reference, which is canonical (docs/providers/atlascloud.md#request).
+        # Model id last.
         return {
             "prompt": request.prompt,
             "size": f"{request.width}*{request.height}",
@@ -126,7 +140,8 @@ class AtlasCloud(Provider):
             raise ProviderFailed(self.label, f"polling failed ({type(exc).__name__}). Try again.") from exc
 
     def _check_code(self, body: dict[str, object], *, key: str) -> None:
-        # saas-starter treats a `code` other than 200 as an error even on HTTP 200 (PROVIDERS.md 1.3).
+        # saas-starter treats a `code` other than 200 as an error even on HTTP 200
+        # (docs/providers/atlascloud.md#response).
         code = body.get("code")
         if code is not None and str(code) != "200":
             fake = httpx.Response(int(str(code)) if str(code).isdigit() else 500, json=body)
@@ -149,7 +164,7 @@ class AtlasCloud(Provider):
 
 def _envelope(body: dict[str, object]) -> dict[str, object]:
     """Newer docs and every official client wrap the prediction in `data`; the per-model reference
-    shows it flat (PROVIDERS.md 1.3). Accept both."""
+    shows it flat (docs/providers/atlascloud.md#response). Accept both."""
     data = body.get("data")
     return data if isinstance(data, dict) else body
 

@@ -1,31 +1,63 @@
-"""DeepInfra: the native inference endpoint, or the OpenAI-compatible one (PROVIDERS.md section 3).
+"""DeepInfra: the native inference endpoint, or the OpenAI-compatible one (docs/providers/deepinfra.md).
 
 API reference: https://deepinfra.com/black-forest-labs/FLUX-1-schnell/api
 """
 
 from __future__ import annotations
 
+from datetime import date
 from decimal import Decimal, InvalidOperation
 from typing import ClassVar
 
 import httpx
 
 from ..models import Capabilities, GenerationRequest
+from ..pricing import PriceRule
 from ..settings import Settings
-from ._base import OutputItem, Provider, ProviderOutput
+from ._base import Option, OutputItem, Provider, ProviderOutput
 
 __all__ = ["DeepInfra"]
+
+_NATIVE_PRICE = PriceRule(
+    basis="per_megapixel_step",
+    usd=Decimal("0.0005"),
+    source="https://deepinfra.com/black-forest-labs/FLUX-1-schnell",
+    checked=date(2026, 12, 1),
+    note="$0.0005 × (width/1024) × (height/1024) × steps; the answer reports the real charge.",
+)
+# The OpenAI-compatible endpoint takes no steps and reports no cost: it runs the model's own default,
+# which DeepInfra does not document (docs/providers/deepinfra.md#price). Priced at 4 steps, the count
+# FLUX.1 [schnell] is made for, and marked approximate.
+_OPENAI_PRICE = _NATIVE_PRICE.model_copy(
+    update={
+        "fixed_steps": 4,
+        "approximate": True,
+        "note": "The OpenAI-compatible endpoint takes no steps; priced at 4 (its default is not "
+        "documented) and it reports no charge.",
+    }
+)
 
 
 class DeepInfra(Provider):
     name = "deepinfra"
     label = "DeepInfra"
     key_env = ("DEEPINFRA_API_KEY", "DEEPINFRA_TOKEN")
-    # Note the hyphen in FLUX-1, unlike FLUX.1 elsewhere (PROVIDERS.md 3.1).
+    # Note the hyphen in FLUX-1, unlike FLUX.1 elsewhere (docs/providers/deepinfra.md#request).
     model_id = "black-forest-labs/FLUX-1-schnell"
     docs_url = "https://deepinfra.com/black-forest-labs/FLUX-1-schnell/api"
+    default_base_url = "https://api.deepinfra.com"
+    options = (
+        Option(
+            "endpoint",
+            ("DEEPINFRA_ENDPOINT", "FLUX_PLAYGROUND_DEEPINFRA_ENDPOINT"),
+            '"native" honours steps and seed and reports the charge; "openai" is the OpenAI-compatible one',
+            default="native",
+            choices=("native", "openai"),
+        ),
+    )
     # Native: num_inference_steps 1–50, num_images 1–4; the width/height range is not documented, so
-    # 256–2048 in multiples of 16 (what FLUX's latent grid needs) is our assumption (PROVIDERS.md 3.2).
+    # 256–2048 in multiples of 16 (what FLUX's latent grid needs) is our assumption
+    # (docs/providers/deepinfra.md#sizes).
     capabilities: ClassVar[Capabilities] = Capabilities(
         min_size=256,
         max_size=2048,
@@ -34,27 +66,32 @@ class DeepInfra(Provider):
         max_steps=50,
         max_images=4,
     )
-    # The OpenAI-compatible endpoint takes prompt, n and size only; whether it honours steps or seed is
-    # unconfirmed, so we do not claim it does (PROVIDERS.md 3.1).
+    # The OpenAI-compatible endpoint takes prompt, n and size only: no steps and no seed in its
+    # schema, so we do not claim it honours them (docs/providers/deepinfra.md#request).
     openai_capabilities: ClassVar[Capabilities] = capabilities.model_copy(
         update={"steps": False, "seed": False}
     )
+    price = _NATIVE_PRICE
+
+    def _openai(self, settings: Settings) -> bool:
+        return self.option(settings, "endpoint") == "openai"
 
     def get_capabilities(self, settings: Settings) -> Capabilities:
-        return self.openai_capabilities if settings.deepinfra_endpoint == "openai" else self.capabilities
+        return self.openai_capabilities if self._openai(settings) else self.capabilities
+
+    def price_rule(self, settings: Settings) -> PriceRule | None:
+        if self._openai(settings) and self.name not in settings.prices:
+            return _OPENAI_PRICE
+        return super().price_rule(settings)
 
     def route(self, settings: Settings) -> str:
-        if settings.deepinfra_endpoint == "openai":
+        if self._openai(settings):
             return "/v1/openai/images/generations"
         return f"/v1/inference/{self.model_id}"
 
-    def auth_headers(self, key: str) -> dict[str, str]:
-        # The docs show "bearer" for the native endpoint and "Bearer" for the OpenAI one; both work.
-        return {"Authorization": f"Bearer {key}"}
-
     def payload(self, request: GenerationRequest, settings: Settings) -> dict[str, object]:
-        if settings.deepinfra_endpoint == "openai":
-            # "Currently only b64_json is supported" (PROVIDERS.md 3.1). Model id last.
+        if self._openai(settings):
+            # "Currently only b64_json is supported" (docs/providers/deepinfra.md#request). Model id last.
             return {
                 "prompt": request.prompt,
                 "n": request.num_images,
@@ -65,7 +102,7 @@ class DeepInfra(Provider):
         body: dict[str, object] = {
             "prompt": request.prompt,
             "num_images": request.num_images,
-            # The native default is 1 step; always send ours (PROVIDERS.md 3.2).
+            # The native default is 1 step; always send ours (docs/providers/deepinfra.md#request).
             "num_inference_steps": request.steps,
             "width": request.width,
             "height": request.height,
@@ -75,15 +112,16 @@ class DeepInfra(Provider):
 
     def parse(self, response: httpx.Response) -> ProviderOutput:
         body = self.read_json(response)
-        if "data" in body:  # OpenAI-compatible: {"created", "data": [{"b64_json", "revised_prompt"}]}
+        if "data" in body:  # OpenAI-compatible: {"created", "data": [{"b64_json" | "url", ...}]}
             data = body["data"]
-            items: list[OutputItem] = [
-                entry["b64_json"]
-                for entry in (data if isinstance(data, list) else [])
-                if isinstance(entry, dict) and isinstance(entry.get("b64_json"), str)
-            ]
+            items: list[OutputItem] = []
+            for entry in data if isinstance(data, list) else []:
+                # Both fields are nullable in DeepInfra's OpenAPI (docs/providers/deepinfra.md#response).
+                value = entry.get("b64_json") or entry.get("url") if isinstance(entry, dict) else None
+                if isinstance(value, str) and value:
+                    items.append(value)
             if not items:
-                raise self.malformed("no b64_json image in `data`")
+                raise self.malformed("no b64_json or url image in `data`")
             return ProviderOutput(items=items)
         images = body.get("images")
         if not isinstance(images, list) or not all(isinstance(i, str) and i for i in images) or not images:
@@ -99,7 +137,8 @@ class DeepInfra(Provider):
 
 
 def _cost(status: dict[str, object]) -> Decimal | None:
-    """inference_status.cost is the real charge in USD (PROVIDERS.md 3.2). Keep its exact digits.
+    """inference_status.cost is the real charge in USD (docs/providers/deepinfra.md#price). Keep its
+    exact digits.
 
     The documented example says `"status": "unknown", "cost": 0.0`: a zero we cannot trust is not
     reported as a charge of $0.

@@ -1,4 +1,4 @@
-"""Segmind: the synchronous v1 endpoint answers with the image itself (PROVIDERS.md section 2).
+"""Segmind: the synchronous v1 endpoint answers with the image itself (docs/providers/segmind.md).
 
 API reference: https://segmind.com/models/flux-schnell/api
 """
@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import base64
 import binascii
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from decimal import Decimal
 from typing import ClassVar
 
 import httpx
@@ -15,13 +16,14 @@ import httpx
 from ..errors import ProviderError, ProviderFailed
 from ..http import parse_retry_after
 from ..models import Capabilities, GenerationRequest
+from ..pricing import PriceRule
 from ..settings import Settings
 from ._base import OutputItem, Provider, ProviderOutput, error_text
 
 __all__ = ["SAMPLERS", "SCHEDULERS", "Segmind"]
 
 # The page shows 10 of "27 total" sampler names; the other 17 are ComfyUI's KSAMPLER_NAMES in the same
-# order, inferred, not read (PROVIDERS.md 2.1).
+# order, inferred, not read (docs/providers/segmind.md#request).
 SAMPLERS = (
     "euler",
     "euler_pp",
@@ -60,8 +62,10 @@ class Segmind(Provider):
     key_env = ("SEGMIND_API_KEY",)
     model_id = "flux-schnell"
     docs_url = "https://segmind.com/models/flux-schnell/api"
-    # "between 512 and 2048 in multiples of 8", steps 1–8 (PROVIDERS.md 2.1). The v1 answer is one raw
-    # image/jpeg body, so asking for `samples` > 1 would bill several images and return one: one per run.
+    default_base_url = "https://api.segmind.com"
+    # "between 512 and 2048 in multiples of 8", steps 1–8 (docs/providers/segmind.md#request). The v1
+    # answer is one raw image/jpeg body, so asking for `samples` > 1 would bill several images and
+    # return one: one per run.
     capabilities: ClassVar[Capabilities] = Capabilities(
         min_size=512,
         max_size=2048,
@@ -72,14 +76,25 @@ class Segmind(Provider):
         samplers=SAMPLERS,
         schedulers=SCHEDULERS,
     )
-    # "406 Not Acceptable = Not enough credits" (seed page; PROVIDERS.md 2.2).
+    # The page shows ~$0.008 at 1024², 4 steps and bills by GPU time (basis unpublished): scaled by
+    # size and steps as an approximation (docs/providers/segmind.md#price).
+    price = PriceRule(
+        basis="per_megapixel_step",
+        usd=Decimal("0.002"),
+        approximate=True,
+        source="https://segmind.com/models/flux-schnell",
+        checked=date(2026, 12, 1),
+        note="The page shows ~$0.008 at 1024×1024, 4 steps; billing follows GPU time, "
+        "so we scale it by size and steps.",
+    )
+    # "406 Not Acceptable = Not enough credits" (docs/providers/segmind.md#errors).
     credit_statuses = frozenset({402, 406})
 
     def route(self, settings: Settings) -> str:
         return f"/v1/{self.model_id}"
 
     def auth_headers(self, key: str) -> dict[str, str]:
-        # The key goes in x-api-key; a Bearer token is refused with 401 (PROVIDERS.md 2.2).
+        # The key goes in x-api-key; a Bearer token is refused with 401 (docs/providers/segmind.md).
         return {"x-api-key": key}
 
     def payload(self, request: GenerationRequest, settings: Settings) -> dict[str, object]:
@@ -100,7 +115,7 @@ class Segmind(Provider):
         credits = response.headers.get("x-remaining-credits")
         content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
         # The spec says raw image/jpeg, the page's sample calls .json(): decide by Content-Type
-        # (PROVIDERS.md 2.2).
+        # (docs/providers/segmind.md#response).
         if content_type.startswith("image/"):
             return ProviderOutput(items=[response.content], remaining_credits=credits)
         body = self.read_json(response)
@@ -108,14 +123,14 @@ class Segmind(Provider):
 
     def error_for(self, response: httpx.Response, *, key: str = "") -> ProviderError:
         # 406 also answers a wrong Content-Type and team spend limits, not only "Not enough credits"
-        # (PROVIDERS.md 2.2): only call it "out of credits" when the body does not say otherwise.
+        # (docs/providers/segmind.md#errors): only "out of credits" when the body does not say otherwise.
         said = error_text(response, key=key).lower()
         if response.status_code == 406 and "content type" in said:
             return ProviderFailed(self.label, f"refused the request format ({said}). Please report this bug.")
         return super().error_for(response, key=key)
 
     def retry_after(self, response: httpx.Response) -> float | None:
-        # Segmind's 429 carries x-rate-limit-reset-at-utc and no Retry-After (PROVIDERS.md 2.2).
+        # Segmind's 429 carries x-rate-limit-reset-at-utc and no Retry-After (docs/providers/segmind.md).
         header = parse_retry_after(response.headers.get("retry-after"))
         if header is not None:
             return header

@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import gc
 import os
-import secrets
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
-from gradio.utils import get_upload_folder
 
 from ..compat import gradio as gradio_compat
 from ..history import History
@@ -62,19 +60,13 @@ def build_page(
 ) -> Page:
     """The page on top of `settings`. `oauth` defaults to whether the Space has OAuth on
     (OAUTH_CLIENT_ID set); the login button breaks without it, so it is only shown then."""
-    handlers = Handlers(
-        settings,
-        playground or Playground(settings),
+    handlers = Handlers.create(
+        playground or Playground(settings, guard=guard or Guard(settings)),
         history or History(settings.data_dir),
-        # Created on first use (only the API, MCP and a failed history write need it). Inside
-        # Gradio's file cache, so Gradio serves these files as they are instead of hashing and
-        # copying each one into the cache on the event loop.
-        Path(get_upload_folder()) / f"flux-playground-{secrets.token_hex(8)}",
-        guard or Guard(settings),
     )
     demo = build_blocks(settings, handlers, oauth=oauth_enabled() if oauth is None else oauth)
     gradio_compat.unname_private_events(demo)
-    handlers.forget_session = lambda session: gradio_compat.forget_session(demo, session)
+    handlers.api.forget_session = lambda session: gradio_compat.forget_session(demo, session)
     return Page(demo, handlers)
 
 

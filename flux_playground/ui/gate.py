@@ -117,7 +117,7 @@ class Gate:
         scope["client"] = (address, 0)
         method, path = scope["method"], scope["path"]
         try:
-            if path == _MCP or path.startswith(_MCP + "/"):
+            if path in (_MCP, _MCP + "/"):
                 await self._mcp(scope, receive, send)
             elif method in ("GET", "HEAD"):
                 await self._get(scope, receive, send, path)

@@ -12,7 +12,14 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["ANON_ID", "BROWSER_STORAGE_KEY", "Identity", "new_browser_id", "resolve_identity"]
+__all__ = [
+    "ANON_ID",
+    "BROWSER_STORAGE_KEY",
+    "Identity",
+    "new_browser_id",
+    "resolve_identity",
+    "spend_person",
+]
 
 #: What secrets.token_urlsafe(24) produces: exactly 32 URL-safe characters. Anything else a browser
 #: sends (tampered storage, an old format, an attempt to inject text into a path) is replaced.
@@ -62,3 +69,18 @@ def _username(profile: Any | None) -> str | None:
         profile.get("preferred_username") if isinstance(profile, dict) else None
     )
     return name if isinstance(name, str) and name.strip() else None
+
+
+def spend_person(profile: Any | None, request: Any | None) -> str:
+    """Who a run is counted against for rates, duplicate clicks and the per-person spend cap.
+
+    The signed-in Hugging Face user, else the client's address as the gate decided it (ui/gate.py:
+    X-Forwarded-For only from trusted proxies). Never the browser id: the browser chooses that one,
+    so a fresh id per request would escape every limit.
+    """
+    username = _username(profile)
+    if username:
+        return f"hf:{username}"
+    client = getattr(request, "client", None)
+    host = getattr(client, "host", None)
+    return f"ip:{host}" if isinstance(host, str) and host else "ip:unknown"

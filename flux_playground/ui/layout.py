@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -13,15 +14,11 @@ from ..models import MAX_PROMPT_CHARS
 from ..providers import PROVIDERS
 from ..settings import Settings
 from . import render
-from .handlers import (
-    CONTROL_OUTPUTS,
-    DETAIL_OUTPUTS,
-    GENERATE_OUTPUTS,
-    HISTORY_OUTPUTS,
-    REUSE_OUTPUTS,
-    Handlers,
-    provider_choices,
-)
+from .controls import CONTROL_OUTPUTS, pricing_request
+from .form import KEY_PREFIX, Form, key_field
+from .generation import GENERATE_OUTPUTS
+from .handlers import Handlers
+from .history_view import DETAIL_OUTPUTS, HISTORY_OUTPUTS, REUSE_OUTPUTS
 from .identity import BROWSER_SECRET, BROWSER_STORAGE_KEY
 from .presets import (
     CUSTOM,
@@ -33,9 +30,31 @@ from .presets import (
     SIZE_STEP,
     STEP_LIMITS,
 )
-from .prices import price_rows, pricing_request
 
-__all__ = ["build_blocks", "default_providers"]
+__all__ = ["build_blocks", "default_providers", "elem_id", "field_name"]
+
+#: Form fields whose elem_id is not their own name (the CSS, the browser tests and the test clients
+#: find components by elem_id; handlers and tests name values by form field).
+_ELEM_IDS = {
+    "random_seed": "random-seed",
+    "num_images": "num-images",
+    "search": "history-search",
+    "provider_filter": "history-provider",
+}
+
+
+def elem_id(field: str) -> str:
+    """The elem_id of a form field's component ("key:fal" -> "key-fal")."""
+    if field.startswith(KEY_PREFIX):
+        return "key-" + field.removeprefix(KEY_PREFIX)
+    return _ELEM_IDS.get(field, field)
+
+
+def field_name(element: str) -> str:
+    """The form field of a component's elem_id (the inverse of `elem_id`)."""
+    if element.startswith("key-"):
+        return KEY_PREFIX + element.removeprefix("key-")
+    return {v: k for k, v in _ELEM_IDS.items()}.get(element, element)
 
 PROMPT_PLACEHOLDER = "A tiny astronaut hatching from an egg on the moon, soft morning light, 35 mm photo"
 EXAMPLES = [
@@ -46,14 +65,18 @@ EXAMPLES = [
 ]
 
 
-def default_providers(settings: Settings) -> list[str]:
+def provider_choices() -> list[tuple[str, str]]:
+    return [(provider.label, name) for name, provider in PROVIDERS.items()]
+
+
+def default_providers(handlers: Handlers) -> list[str]:
     """Demo mode shows every provider side by side; with real keys only the cheapest ready one is
     preselected, so a first click never bills several accounts."""
-    if settings.demo_mode:
+    if handlers.playground.settings.demo_mode:
         return list(PROVIDERS)
     request = pricing_request(*PRESETS["1:1"], DEFAULT_STEPS, 1)
-    rows = [row for row in price_rows(settings, request, [], {}) if row.usable]
-    cheapest = [row.name for row in rows if row.cheapest] or [row.name for row in rows]
+    quotes = [q for q in handlers.playground.quote(request) if q.usable]
+    cheapest = [q.provider for q in quotes if q.cheapest] or [q.provider for q in quotes]
     return cheapest[:1]
 
 
@@ -80,7 +103,7 @@ def build_blocks(settings: Settings, handlers: Handlers, *, oauth: bool) -> gr.B
 
         with gr.Row(elem_id="main", equal_height=False):
             with gr.Column(scale=5, min_width=340, elem_id="controls"):
-                _controls(ui, settings)
+                _controls(ui, settings, handlers)
             with gr.Column(scale=7, min_width=340, elem_id="output"):
                 _results(ui)
                 _history(ui)
@@ -93,50 +116,45 @@ def build_blocks(settings: Settings, handlers: Handlers, *, oauth: bool) -> gr.B
         def c(*names: str) -> list[Any]:
             return [ui[name] for name in names]
 
-        keys = [ui[f"key:{name}"] for name in PROVIDERS]
+        form = _FormBinder(ui)
+        keys = [key_field(name) for name in PROVIDERS]
+        controls, generation, history = handlers.controls, handlers.generation, handlers.history
         priced = ("providers", "width", "height", "steps", "num_images")
         gr.on(
             # Keys on blur, not per keystroke: a pasted key travels only when it is complete.
-            [demo.load, *(ui[name].change for name in priced), *(box.blur for box in keys)],
-            handlers.update_controls, [*c(*priced), *keys], c(*CONTROL_OUTPUTS),
-            trigger_mode="always_last", **cheap,
+            [demo.load, *(ui[name].change for name in priced), *(ui[key].blur for key in keys)],
+            *form(controls.update, *priced, *keys), c(*CONTROL_OUTPUTS), trigger_mode="always_last", **cheap,
         )
-        ui["preset"].input(handlers.apply_preset, c("preset"), c("width", "height"), **cheap)
-        gr.on([ui["width"].input, ui["height"].input], handlers.match_preset, c("width", "height"),
-              c("preset"), **cheap)
-        ui["swap"].click(handlers.swap_size, c("width", "height", "preset"), c("width", "height", "preset"),
-                         **cheap)
-        ui["seed"].input(handlers.fixed_seed, None, c("random_seed"), **cheap)
+        ui["preset"].input(*form(controls.apply_preset, "preset"), c("width", "height"), **cheap)
+        gr.on([ui["width"].input, ui["height"].input], *form(controls.match_preset, "width", "height"),
+              c("preset"), **cheap)  # fmt: skip
+        size = ("width", "height", "preset")
+        ui["swap"].click(*form(controls.swap_size, *size), c(*size), **cheap)
+        ui["seed"].input(*form(controls.fixed_seed, "seed"), c("random_seed"), **cheap)
 
-        history_filters = c("search", "provider_filter")
-        generation = ui["generate"].click(
-            handlers.generate_page,
-            [*c("prompt", "providers", "width", "height", "steps", "seed", "random_seed", "num_images",
-                "sampler", "scheduler", "browser_id"), *history_filters, *keys],
+        filters = ("browser_id", "search", "provider_filter")
+        run = ui["generate"].click(
+            *form(generation.generate, "prompt", "providers", "width", "height", "steps", "seed",
+                  "random_seed", "num_images", "sampler", "scheduler", *filters, *keys),
             c(*GENERATE_OUTPUTS),
             concurrency_limit=None,  # I/O bound: never serialise people behind each other
             show_progress="hidden",  # each provider column shows its own progress
             **private,
-        )
-        ui["stop"].click(handlers.stop, c("run"), c(*GENERATE_OUTPUTS), cancels=[generation], **cheap)
+        )  # fmt: skip
+        ui["stop"].click(*form(generation.stop, "run"), c(*GENERATE_OUTPUTS), cancels=[run], **cheap)
 
-        demo.load(handlers.load_history, [ui["browser_id"], *history_filters],
-                  c("browser_id", *HISTORY_OUTPUTS), show_progress="hidden", concurrency_limit=None,
-                  **private)
-        gr.on([ui["search"].change, ui["provider_filter"].change], handlers.load_history,
-              [ui["browser_id"], *history_filters], c("browser_id", *HISTORY_OUTPUTS),
-              trigger_mode="always_last", show_progress="hidden", concurrency_limit=None, **private)
-        ui["more"].click(handlers.load_more, [ui["browser_id"], *history_filters, ui["history_ids"]],
-                         c(*HISTORY_OUTPUTS), concurrency_limit=None, **private)
-        ui["history"].select(handlers.select_item, c("browser_id", "history_ids"), c(*DETAIL_OUTPUTS),
-                             show_progress="hidden", concurrency_limit=None, **private)
-        ui["reuse"].click(handlers.reuse, c("browser_id", "selected"), c(*REUSE_OUTPUTS),
-                          concurrency_limit=None, **private)
-        ui["delete"].click(handlers.delete, [*c("browser_id", "selected"), *history_filters],
-                           c(*HISTORY_OUTPUTS, *DETAIL_OUTPUTS), concurrency_limit=None, **private)
+        queued = {"show_progress": "hidden", "concurrency_limit": None, **private}
+        demo.load(*form(history.load, *filters), c("browser_id", *HISTORY_OUTPUTS), **queued)
+        gr.on([ui["search"].change, ui["provider_filter"].change], *form(history.load, *filters),
+              c("browser_id", *HISTORY_OUTPUTS), trigger_mode="always_last", **queued)  # fmt: skip
+        ui["more"].click(*form(history.load_more, *filters, "history_ids"), c(*HISTORY_OUTPUTS), **queued)
+        ui["history"].select(*form(history.select, "browser_id", "history_ids"), c(*DETAIL_OUTPUTS), **queued)
+        ui["reuse"].click(*form(history.reuse, "browser_id", "selected"), c(*REUSE_OUTPUTS), **queued)
+        ui["delete"].click(*form(history.delete, *filters, "selected"), c(*HISTORY_OUTPUTS, *DETAIL_OUTPUTS),
+                           **queued)  # fmt: skip
 
         ui["api_trigger"].click(
-            _gallery_as_sent(handlers.generate),
+            _gallery_as_sent(handlers.api.generate),
             c("prompt", "providers", "width", "height", "steps", "seed", "num_images", "sampler",
               "scheduler"),
             c("api_gallery", "api_summary"),
@@ -154,6 +172,51 @@ def build_blocks(settings: Settings, handlers: Handlers, *, oauth: bool) -> gr.B
     return blocks
 
 
+class _FormBinder:
+    """Binds a handler that takes a Form to the named components it reads.
+
+    `form(handler, "prompt", "width")` gives (fn, inputs) for an event: the inputs as a set, so
+    Gradio hands over one dict (component -> value), which becomes Form.named({name: value}). The
+    wrapper keeps the handler's kind (sync, async, async generator), name and annotations, from which
+    Gradio injects gr.Request, gr.OAuthProfile and gr.SelectData.
+    """
+
+    def __init__(self, ui: dict[str, Any]) -> None:
+        self._ui = ui
+
+    def __call__(self, handler: Callable[..., Any], *names: str) -> tuple[Callable[..., Any], set[Any]]:
+        by_id = {id(self._ui[name]): name for name in names}
+
+        def to_form(values: dict[Any, Any]) -> Form:
+            return Form.named({by_id[id(component)]: value for component, value in values.items()})
+
+        wrapper: Callable[..., Any]
+        if inspect.isasyncgenfunction(handler):
+
+            async def wrapper(values: dict[Any, Any], *args: Any, **kwargs: Any) -> Any:
+                async for update in handler(to_form(values), *args, **kwargs):
+                    yield update
+
+        elif inspect.iscoroutinefunction(handler):
+
+            async def wrapper(values: dict[Any, Any], *args: Any, **kwargs: Any) -> Any:
+                return await handler(to_form(values), *args, **kwargs)
+
+        else:
+
+            def wrapper(values: dict[Any, Any], *args: Any, **kwargs: Any) -> Any:
+                return handler(to_form(values), *args, **kwargs)
+
+        bound = functools.wraps(handler)(wrapper)
+        # Gradio names every event after its function, and a page event must never take a name the
+        # public API uses ("generate"): page events get names of their own (and lose them after the
+        # build: compat/gradio.unname_private_events).
+        owner = getattr(handler, "__self__", None)
+        if owner is not None:
+            bound.__name__ = f"page_{type(owner).__name__.lower()}_{handler.__name__}"
+        return bound, {self._ui[name] for name in names}
+
+
 def _gallery_as_sent(
     generate: Callable[..., Awaitable[tuple[list[tuple[str, str]], dict[str, Any]]]],
 ) -> Callable[..., Awaitable[tuple[list[dict[str, Any]], dict[str, Any]]]]:
@@ -169,7 +232,7 @@ def _gallery_as_sent(
     return send
 
 
-def _controls(ui: dict[str, Any], settings: Settings) -> None:
+def _controls(ui: dict[str, Any], settings: Settings, handlers: Handlers) -> None:
     ui["prompt"] = gr.Textbox(
         label="Prompt", lines=3, max_lines=10, max_length=MAX_PROMPT_CHARS, elem_id="prompt",
         placeholder=PROMPT_PLACEHOLDER, info="Ctrl + Enter (⌘ + Enter on a Mac) generates.",
@@ -180,7 +243,7 @@ def _controls(ui: dict[str, Any], settings: Settings) -> None:
         example_labels=[label for _, label in EXAMPLES], cache_examples=False, elem_id="examples",
     )
     ui["providers"] = gr.CheckboxGroup(
-        provider_choices(), value=default_providers(settings), label="Providers", elem_id="providers",
+        provider_choices(), value=default_providers(handlers), label="Providers", elem_id="providers",
         info="The same prompt and seed go to each one at once; results appear side by side.",
     )
     with gr.Row(elem_id="actions"):
@@ -208,10 +271,11 @@ def _controls(ui: dict[str, Any], settings: Settings) -> None:
         with gr.Row(equal_height=True):
             ui["seed"] = gr.Number(-1, label="Seed", precision=0, minimum=-1, maximum=MAX_SEED,
                                    elem_id="seed", info="Shows the seed of the last run.", scale=3)
-            ui["random_seed"] = gr.Checkbox(True, label="Random seed", elem_id="random-seed", scale=1,
+            ui["random_seed"] = gr.Checkbox(True, label="Random seed", elem_id=elem_id("random_seed"),
+                                            scale=1,
                                             min_width=120)
         ui["num_images"] = gr.Slider(*IMAGE_LIMITS, value=1, step=1, precision=0, label="Images per provider",
-                                     elem_id="num-images")
+                                     elem_id=elem_id("num_images"))
         with gr.Row():
             default = [("Provider default", "")]
             samplers = sorted({s for p in PROVIDERS.values() for s in p.get_capabilities(settings).samplers})
@@ -227,8 +291,8 @@ def _controls(ui: dict[str, Any], settings: Settings) -> None:
     with gr.Accordion("Your API keys", open=False, elem_id="keys"):
         gr.HTML(f'<p class="fp-fine">{render.KEYS_NOTE} Leave empty to use the server\'s key.</p>')
         for name, provider in PROVIDERS.items():
-            ui[f"key:{name}"] = gr.Textbox(
-                label=f"{provider.label} key", type="password", elem_id=f"key-{name}",
+            ui[key_field(name)] = gr.Textbox(
+                label=f"{provider.label} key", type="password", elem_id=elem_id(key_field(name)),
                 placeholder=f"{provider.key_env[0]}", max_lines=1, autoscroll=False,
             )
 
@@ -256,9 +320,9 @@ def _history(ui: dict[str, Any]) -> None:
             ui["history_count"] = gr.HTML(elem_id="history-count")
         with gr.Row(equal_height=True, elem_id="history-filters"):
             ui["search"] = gr.Textbox(placeholder="Search your prompts", show_label=False, max_lines=1,
-                                      elem_id="history-search", scale=3, container=False)
+                                      elem_id=elem_id("search"), scale=3, container=False)
             ui["provider_filter"] = gr.Dropdown([("All providers", ""), *provider_choices()], value="",
-                                                show_label=False, elem_id="history-provider", scale=1,
+                                                show_label=False, elem_id=elem_id("provider_filter"), scale=1,
                                                 container=False, min_width=150)
         ui["history_empty"] = gr.HTML(render.empty_history_html(False), elem_id="history-empty")
         ui["history"] = gr.Gallery(

@@ -10,8 +10,8 @@ from html import escape
 
 from ..models import GenerationRequest, GenerationResult
 from ..pricing import format_usd
-from .prices import PriceRow
-from .runner import Slot
+from ..quotes import Quote
+from ..runs import Slot
 
 __all__ = [
     "KEYS_NOTE",
@@ -28,6 +28,7 @@ __all__ = [
     "size_html",
     "slot_html",
     "stopped_html",
+    "usd",
 ]
 
 KEYS_NOTE = (
@@ -65,36 +66,42 @@ def size_html(width: int, height: int, description: str) -> str:
     )
 
 
-_READY_CLASS = {"server key": "ok", "your key": "ok", "demo": "demo", "no key": "missing"}
+_READY_CLASS = {"server key": "ok", "your key": "ok", "demo": "demo", "not configured": "missing"}
 
 
-def prices_html(rows: Sequence[PriceRow]) -> str:
+def usd(value: Decimal | None) -> str:
+    return format_usd(value)
+
+
+def prices_html(quotes: Sequence[Quote], chosen: Sequence[str]) -> str:
     body = []
-    for row in rows:
+    for q in quotes:
         classes = " ".join(
             name
             for name, on in (
-                ("chosen", row.chosen), ("cheapest", row.cheapest), ("blocked", bool(row.problems)),
-                ("unready", not row.ready),
+                ("chosen", q.provider in chosen), ("cheapest", q.cheapest), ("blocked", bool(q.problems)),
+                ("unready", not q.ready),
             )
             if on
-        )
-        badge = '<span class="fp-badge">cheapest</span>' if row.cheapest else ""
-        notes = "".join(f'<div class="fp-note">{escape(note)}</div>' for note in row.notes)
-        title = escape(f"{row.rule_note} Source: {row.source}".strip(), quote=True)
-        cost = '<span class="fp-unknown">unknown</span>' if row.cost is None else escape(row.cost_text)
+        )  # fmt: skip
+        badge = '<span class="fp-badge">cheapest</span>' if q.cheapest else ""
+        notes = "".join(f'<div class="fp-note">{escape(note)}</div>' for note in q.notes)
+        rule_note = f"{q.rule.note} Source: {q.rule.source}" if q.rule is not None else "No price known."
+        title = escape(rule_note, quote=True)
+        cost = '<span class="fp-unknown">unknown</span>' if q.cost is None else escape(q.cost_text)
+        basis = q.rule.describe() if q.rule is not None else "no price known"
         why = (
-            f'<div class="fp-why">Cannot take these settings: {escape("; ".join(row.problems))}.</div>'
-            if row.problems
+            f'<div class="fp-why">Cannot take these settings: {escape("; ".join(q.problems))}.</div>'
+            if q.problems
             else ""
         )
         body.append(
-            f'<tr class="{classes}" data-provider="{escape(row.name, quote=True)}">'
-            f'<td class="fp-name"><span class="fp-label">{escape(row.label)}</span>{badge}{notes}{why}</td>'
+            f'<tr class="{classes}" data-provider="{escape(q.provider, quote=True)}">'
+            f'<td class="fp-name"><span class="fp-label">{escape(q.label)}</span>{badge}{notes}{why}</td>'
             f'<td class="fp-cost" title="{title}"><div class="fp-amount">{cost}</div>'
-            f'<div class="fp-basis">{escape(row.basis)}</div></td>'
-            f'<td class="fp-key"><span class="fp-ready {_READY_CLASS[row.readiness]}">'
-            f"{escape(row.readiness)}</span></td></tr>"
+            f'<div class="fp-basis">{escape(basis)}</div></td>'
+            f'<td class="fp-key"><span class="fp-ready {_READY_CLASS[q.readiness]}">'
+            f"{escape(q.readiness)}</span></td></tr>"
         )
     return (
         '<div class="fp-prices-wrap"><table class="fp-prices">'

@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 QUEUE_SIZE = 256
 #: Sessions with no open page are dropped after this long unused (Gradio keeps them until 10 000
 #: newer ones exist); an open page keeps its session through its heartbeat.
-SESSION_IDLE_S = 15 * 60.0
+SESSION_IDLE_S = 10 * 60.0
 _SWEEP_EVERY_S = 60.0
 
 
@@ -59,18 +59,26 @@ class RunningPage:
 
 def connection_limits(settings: Settings) -> ConnectionLimits:
     networks: list[Network] = [ipaddress.ip_network(net, strict=False) for net in settings.proxy_networks()]
-    return ConnectionLimits(trusted_proxies=tuple(networks))
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    # Leave files for the database, images and outbound provider connections.
+    room = settings.max_connections if soft == resource.RLIM_INFINITY else max(64, soft - 512)
+    return ConnectionLimits(
+        read_timeout_s=settings.request_read_timeout,
+        max_connections=min(settings.max_connections, room),
+        max_per_address=settings.max_connections_per_address,
+        trusted_proxies=tuple(networks),
+    )
 
 
 def prepare_process(settings: Settings) -> None:
-    """Once per process, before any page is built: Gradio's patches, and room for connections."""
-    gradio_compat.install(connection_limits(settings))
+    """Before a page is served: room for connections, then Gradio's patches with the limits."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard != resource.RLIM_INFINITY and soft < hard:
+    if soft != resource.RLIM_INFINITY and soft < hard:
         # Every connection is a file; a low soft limit (1 024 is common) lets one client starve the
-        # server of them. The guarded protocol bounds connections well below the hard limit.
+        # server of them. The guarded protocol bounds connections below what is left.
         with contextlib.suppress(ValueError, OSError):
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    gradio_compat.install(connection_limits(settings))
 
 
 def launch_page(
@@ -93,12 +101,10 @@ def launch_page(
     host = server_name or os.getenv("GRADIO_SERVER_NAME", "127.0.0.1")
 
     async def publish(result: GenerationResult) -> list[str]:
-        paths = await asyncio.to_thread(backend.write_scratch, result)
+        paths = await asyncio.to_thread(backend.scratch.write, result)
         return [f"/gradio_api/file={path}" for path in paths]
 
-    mcp = create_mcp(
-        backend.playground, backend.guard, publish, loopback_only=host in ("127.0.0.1", "localhost", "::1")
-    )
+    mcp = create_mcp(backend.playground, publish, loopback_only=host in ("127.0.0.1", "localhost", "::1"))
     keeper = Gatekeeper(
         events=gradio_compat.events(demo),
         trusted_proxies=connection_limits(settings).trusted_proxies,

@@ -30,13 +30,9 @@ PROVIDER = AtlasCloud()
 SUBMIT_URL = f"{BASE}/api/v1/model/generateImage"
 
 
-def make_settings(**overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "atlascloud_api_key": KEY,
-        "atlascloud_base_url": BASE,
-        "job_timeout": 5.0,
-        "request_timeout": 5.0,
-    }
+def make_settings(base_url: str = BASE, **overrides: Any) -> Settings:
+    atlas = {"api_key": KEY, "base_url": base_url}
+    values: dict[str, Any] = {"providers": {"atlascloud": atlas}, "job_timeout": 5.0, "request_timeout": 5.0}
     return Settings(_env_file=None, **{**values, **overrides})
 
 
@@ -118,7 +114,7 @@ class TestBuildCall:
         call = PROVIDER.build_call(
             GenerationRequest(prompt="a red fox"),
             KEY,
-            make_settings(atlascloud_base_url="https://api.atlascloud.ai/"),
+            make_settings(base_url="https://api.atlascloud.ai/"),
         )
         assert call.method == "POST"
         assert call.url == "https://api.atlascloud.ai/api/v1/model/generateImage"

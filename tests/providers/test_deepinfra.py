@@ -25,13 +25,10 @@ from flux_playground.settings import Settings
 
 KEY = "di-secret-token-789"
 PROVIDER = DeepInfra()
-NATIVE = Settings(_env_file=None, deepinfra_api_key=KEY, deepinfra_base_url="https://deepinfra.test")
-OPENAI = Settings(
-    _env_file=None,
-    deepinfra_api_key=KEY,
-    deepinfra_base_url="https://deepinfra.test",
-    deepinfra_endpoint="openai",
+NATIVE = Settings(
+    _env_file=None, providers={"deepinfra": {"api_key": KEY, "base_url": "https://deepinfra.test"}}
 )
+OPENAI = NATIVE.with_provider("deepinfra", options={"endpoint": "openai"})
 FULL = GenerationRequest(prompt="a lighthouse", width=768, height=1344, steps=6, seed=77, num_images=2)
 DATA_URI = "data:image/png;base64,iVBORw0KGgo="
 
@@ -174,7 +171,7 @@ class TestParse:
             {"images": [None]},
             {"images": "data:image/png;base64,AAAA"},
             {"data": []},
-            {"data": [{"url": "https://cdn.test/a.png"}]},
+            {"data": [{"url": None, "b64_json": None}]},
             {"data": "nope"},
             {"inference_status": {"status": "failed"}},
             [],
@@ -183,6 +180,11 @@ class TestParse:
     def test_malformed(self, body: Any) -> None:
         with pytest.raises(MalformedResponse, match="DeepInfra"):
             self.parse(body)
+
+    def test_openai_items_may_be_urls(self) -> None:
+        # Both fields are nullable in DeepInfra's OpenAPI (docs/providers/deepinfra.md#response).
+        out = self.parse({"data": [{"url": "https://cdn.test/a.png", "b64_json": None}]})
+        assert out == ProviderOutput(items=["https://cdn.test/a.png"])
 
     def test_not_json(self) -> None:
         with pytest.raises(MalformedResponse, match="not valid JSON"):

@@ -28,7 +28,9 @@ from flux_playground.settings import Settings
 KEY = "sg-secret-key-456"
 PROVIDER = Segmind()
 SETTINGS = Settings(
-    _env_file=None, segmind_api_key=KEY, segmind_base_url="https://segmind.test/", request_timeout=5.0
+    _env_file=None,
+    providers={"segmind": {"api_key": KEY, "base_url": "https://segmind.test/"}},
+    request_timeout=5.0,
 )
 JPEG = b"\xff\xd8\xff\xe0fake-jpeg-bytes"
 

@@ -11,11 +11,16 @@ No gradio_client: these are the raw routes, so a test sees exactly what any call
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import socket
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -24,17 +29,59 @@ import httpx
 from flux_playground.settings import Settings
 from flux_playground.ui import launch_page
 from flux_playground.ui.gate import Gatekeeper
+from flux_playground.ui.layout import field_name
+
+REPO = Path(__file__).resolve().parents[2]
 
 __all__ = [
     "ApiAnswer",
     "PageRun",
     "call_api",
+    "event_data",
     "free_port",
     "page_fn_index",
+    "run_page",
     "run_page_event",
+    "running_app",
     "Served",
     "serve",
 ]
+
+
+@contextmanager
+def running_app(workdir: Path, **env: str) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """`python app.py` in its own process, as a person starts it (demo mode unless `env` says
+    otherwise), in `workdir` with its data there; yields the process and its URL once it answers."""
+    port = free_port()
+    environment = {
+        **os.environ, "PYTHONPATH": str(REPO), "FLUX_PLAYGROUND_DATA_DIR": str(workdir / "data"),
+        "GRADIO_SERVER_PORT": str(port), "GRADIO_ANALYTICS_ENABLED": "False", **env,
+    }  # fmt: skip
+    log_path = workdir / "server.log"
+    with log_path.open("wb") as log:
+        server = subprocess.Popen(
+            [sys.executable, str(REPO / "app.py")], cwd=workdir, env=environment, stdout=log, stderr=log
+        )
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert server.poll() is None, log_path.read_text()[-2000:]
+            assert time.monotonic() < deadline, "the app did not start"
+            try:
+                if httpx.get(url + "config", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        yield server, url
+    finally:
+        if server.poll() is None:
+            server.terminate()
+            try:
+                server.wait(10)
+            except subprocess.TimeoutExpired:
+                server.kill()
 
 
 def free_port() -> int:
@@ -130,9 +177,13 @@ def run_page_event(
     session = session_hash or secrets.token_hex(8)
     base = url.rstrip("/")
     with httpx.Client(timeout=timeout) as http:
+        # json.dumps, not httpx's encoder: escaped as any browser sends it (NaN and lone surrogates too).
         joined = http.post(
             f"{base}/gradio_api/queue/join",
-            json={"data": data, "fn_index": fn_index, "session_hash": session, "event_data": None},
+            content=json.dumps(
+                {"data": data, "fn_index": fn_index, "session_hash": session, "event_data": None}
+            ),
+            headers={"content-type": "application/json"},
         )
         joined.raise_for_status()
         run = PageRun(False)
@@ -149,6 +200,32 @@ def run_page_event(
                     run.success = bool(message.get("success"))
                     break
         return run
+
+
+def event_data(url: str, fn_index: int, values: dict[str, Any]) -> list[Any]:
+    """The `data` of one of the page's events, built by form field name (layout.field_name): named
+    values where given, else each component's value on a fresh page. The browser id (a BrowserState,
+    which has no elem_id) is the field "browser_id"."""
+    config = httpx.get(f"{url.rstrip('/')}/config", timeout=30).json()
+    components = {c["id"]: c for c in config["components"]}
+    dependency = next(d for i, d in enumerate(config["dependencies"]) if d.get("id", i) == fn_index)
+    data = []
+    for component_id in dependency["inputs"]:
+        component = components[component_id]
+        element = component.get("props", {}).get("elem_id")
+        unnamed = "browser_id" if component["type"] == "browserstate" else ""
+        name = field_name(element) if element else unnamed
+        data.append(values[name] if name in values else component.get("props", {}).get("value"))
+    return data
+
+
+def run_page(
+    url: str, elem_id: str, values: dict[str, Any], *, event: str = "click", **options: Any
+) -> PageRun:
+    """The page's event fired by `event` on #elem_id, with its inputs named (`event_data`), run
+    exactly as the page runs it (`run_page_event`)."""
+    fn_index = page_fn_index(url, elem_id, event)
+    return run_page_event(url, fn_index, event_data(url, fn_index, values), **options)
 
 
 def page_fn_index(url: str, elem_id: str, event: str = "click") -> int:

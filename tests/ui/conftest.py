@@ -13,6 +13,7 @@ import gradio as gr
 import pytest
 from PIL import Image
 
+from flux_playground.demo import point_at
 from flux_playground.emulator.server import EmulatorServer
 from flux_playground.models import GeneratedImage, GenerationRequest, GenerationResult
 from flux_playground.providers import PROVIDERS
@@ -21,13 +22,12 @@ from flux_playground.settings import Settings
 from .appclient import serve
 
 
-def emulator_settings(server: EmulatorServer, data_dir: Path, **overrides: Any) -> Settings:
+def emulator_settings(
+    server: EmulatorServer, data_dir: Path, key: str = "test-key", **overrides: Any
+) -> Settings:
     """Every provider at the emulator with a server key (any key works there)."""
     values: dict[str, Any] = {"data_dir": data_dir, "request_timeout": 10.0, "job_timeout": 10.0}
-    for name in PROVIDERS:
-        values[f"{name}_base_url"] = server.base_urls[name]
-        values[f"{name}_api_key"] = f"test-key-{name}"
-    return Settings(_env_file=None, **{**values, **overrides})
+    return point_at(Settings(_env_file=None, **{**values, **overrides}), server.base_urls, key)
 
 
 def png_bytes(color: tuple[int, int, int] = (30, 90, 200), size: tuple[int, int] = (64, 48)) -> bytes:

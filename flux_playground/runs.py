@@ -1,49 +1,54 @@
-"""The one generation path behind both the page and the public `generate` API.
+"""A run: one request at one or more providers at once. The one path behind the page, the API, MCP,
+the CLI and the library (`Playground.run`).
 
-`run_generation` sends the same request (same prompt, same resolved seed) to every chosen provider
-at once and yields a snapshot whenever something happens, and at least every `tick` seconds while
-waiting, so the page can show elapsed time per provider. Cancelling the iteration (Stop, a closed
-tab) cancels every provider call.
+    async for snapshot in playground.run(request, ["atlascloud", "segmind"], person="ip:1.2.3.4"):
+        snapshot.slots["segmind"].stage, snapshot.arrived, snapshot.finished
 
-Before any provider is called the run passes the owner's Guard (limits.py): size, duplicate click,
+Before any provider is called the run passes the spend guard (limits.py): size, duplicate click,
 request rate and the spend caps, with the request as the person sent it (seed unresolved, so two
 clicks on "random" are the same request). Only providers billed to the server's keys are charged:
-not in demo mode (the emulator bills nothing) and not when the person pasted their own key. Each
-provider's share is settled as its outcome arrives: the reported cost (else the estimate) for a
-result, the estimate for a failure the provider may have billed, nothing for one it did not.
+not in demo mode (the emulator bills nothing) and not when the person pasted their own key. Then
+the same request, with one resolved seed, shaped for each provider (Provider.shape), goes to every
+provider at once; each provider's share of the spend is settled as its outcome arrives: the reported
+cost (else the estimate) for a result, the estimate for a failure the provider may have billed,
+nothing for one it did not. A snapshot is yielded whenever something happens, and at least every
+`tick` seconds while waiting. Cancelling the iteration (Stop, a closed tab) cancels every call.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import secrets
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr
 
-from ..errors import InvalidRequest, PlaygroundError
-from ..limits import Admission, Guard
-from ..models import GenerationRequest, GenerationResult, parse_request
-from ..pricing import estimate_one, price_rules
-from ..providers import PROVIDERS
-from ..service import Outcome, Playground, ProgressEvent, resolve_seed
-from ..settings import Settings
+from .errors import InvalidRequest, PlaygroundError
+from .models import MAX_SEED, GenerationRequest, GenerationResult, Stage, parse_request
+from .providers import PROVIDERS
+
+if TYPE_CHECKING:
+    from .service import Playground
 
 __all__ = [
     "GENERIC_ERROR",
+    "STAGE_WORDS",
+    "Outcome",
+    "ProgressEvent",
     "RunSnapshot",
     "Slot",
     "build_request",
-    "charges_for",
     "check_providers",
     "image_seed",
-    "request_for",
-    "run_generation",
+    "resolve_seed",
+    "run",
     "summarize",
 ]
 
@@ -65,6 +70,22 @@ STAGE_WORDS: dict[str, str] = {
 }
 
 
+@dataclass(frozen=True)
+class ProgressEvent:
+    provider: str
+    stage: Stage
+    detail: str | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One provider's answer in a run: a result or a person-readable error."""
+
+    provider: str
+    result: GenerationResult | None = None
+    error: PlaygroundError | None = None
+
+
 @dataclass
 class Slot:
     """One provider's part of a run."""
@@ -77,6 +98,7 @@ class Slot:
     ended: float | None = None
     result: GenerationResult | None = None
     error: str | None = None
+    failure: PlaygroundError | None = field(default=None, repr=False)
 
     @property
     def finished(self) -> bool:
@@ -106,17 +128,22 @@ class RunSnapshot:
         return all(slot.finished for slot in self.slots.values())
 
 
+def resolve_seed(request: GenerationRequest) -> GenerationRequest:
+    """Fill in a random seed now, so the seed used is always known and every provider gets the same."""
+    if request.seed is not None:
+        return request
+    return request.model_copy(update={"seed": secrets.randbelow(MAX_SEED + 1)})
+
+
+# --- loose input to a request ------------------------------------------------------------------------
+
+
 def build_request(
-    prompt: str,
-    width: float,
-    height: float,
-    steps: float,
-    seed: float | None,
-    num_images: float,
-    sampler: str | None,
-    scheduler: str | None,
-) -> GenerationRequest:
-    """Form values to a request; a seed of None or below 0 means random. Raises InvalidRequest."""
+    prompt: object, width: object, height: object, steps: object, seed: object, num_images: object,
+    sampler: object, scheduler: object,
+) -> GenerationRequest:  # fmt: skip
+    """Form or API values to a request; a seed of None or below 0 means random. Raises InvalidRequest
+    with every problem in words, whatever JSON came in."""
     fields: dict[str, object] = {
         "prompt": "" if prompt is None else prompt,
         "width": _whole(width),
@@ -132,9 +159,8 @@ def build_request(
 
 def _whole(value: object) -> object:
     # Sliders and Number send floats; an integral float becomes an int so pydantic accepts it.
-    # Anything else (a string, NaN, a list, a bool from the raw API) is passed through unchanged and
-    # refused by parse_request with a readable message.
-    if isinstance(value, float) and value.is_integer():
+    # Anything else (a string, NaN, a list, a bool) is passed through and refused with words.
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
         return int(value)
     return value
 
@@ -162,80 +188,62 @@ def check_providers(providers: object) -> list[str]:
     if unknown:
         shown = ", ".join(repr(name[:40]) for name in unknown[:3]) + (", …" if len(unknown) > 3 else "")
         raise InvalidRequest(
-            f"Unknown provider {shown}. Choose from: {', '.join(PROVIDERS)}.",
-            field="providers",
+            f"Unknown provider {shown}. Choose from: {', '.join(PROVIDERS)}.", field="providers"
         )
     return names
 
 
-def request_for(provider: str, request: GenerationRequest, settings: Settings) -> GenerationRequest:
-    """The request as this provider gets it: the sampler and scheduler only go to providers that
-    have them. The page labels those controls with the providers that use them, so dropping them
-    here is announced, not silent; every other setting is sent as is and refused loudly if need be."""
-    caps = PROVIDERS[provider].get_capabilities(settings)
-    update: dict[str, object] = {}
-    if not caps.samplers and request.sampler is not None:
-        update["sampler"] = None
-    if not caps.schedulers and request.scheduler is not None:
-        update["scheduler"] = None
-    return request.model_copy(update=update) if update else request
+# --- the run -------------------------------------------------------------------------------------------
 
 
 def charges_for(
-    settings: Settings,
+    playground: Playground,
     request: GenerationRequest,
     providers: Sequence[str],
-    api_keys: Mapping[str, SecretStr | None] | None = None,
+    api_keys: Mapping[str, SecretStr | None],
 ) -> dict[str, Decimal | None]:
     """The estimated cost at each provider that bills the owner's key (None: price unknown).
 
     Left out: everything in demo mode (the emulator bills nothing), providers the person pasted a
-    key for (they pay), and providers with no server key (the run fails with MissingKey unbilled).
+    key for (they pay), and providers the server cannot run (they fail unbilled).
     """
+    settings = playground.settings
     if settings.demo_mode:
         return {}
-    rules = price_rules(settings)
     charges: dict[str, Decimal | None] = {}
     for name in providers:
-        own = (api_keys or {}).get(name)
-        if own is not None and own.get_secret_value().strip():
+        own = api_keys.get(name)
+        provider = PROVIDERS[name]
+        if (own is not None and own.get_secret_value().strip()) or not provider.configured(settings):
             continue
-        if PROVIDERS[name].server_key(settings) is None:
-            continue
-        charges[name] = estimate_one(rules.get(name), request_for(name, request, settings))
+        charges[name] = provider.estimate(provider.shape(request, settings), settings)
     return charges
 
 
-async def run_generation(
+async def run(
     playground: Playground,
     request: GenerationRequest,
     providers: Sequence[str],
     *,
+    person: str,
     api_keys: Mapping[str, SecretStr | None] | None = None,
-    guard: Guard | None = None,
-    person: str | None = None,
     tick: float | None = 0.5,
 ) -> AsyncIterator[RunSnapshot]:
     """Run `request` at every provider concurrently; yield snapshots until all have answered.
 
-    With a `guard`, the run is admitted for `person` first: LimitExceeded or InvalidRequest is
-    raised before the first snapshot, and before any provider is called. `tick=None`: a snapshot
-    only when something happened (callers that only want the end).
+    LimitExceeded or InvalidRequest is raised before the first snapshot, and before any provider is
+    called. `tick=None`: a snapshot only when something happened (callers that want the end only).
     """
-    settings = playground.settings
+    names = check_providers(list(providers))
+    keys = dict(api_keys or {})
     async with AsyncExitStack() as stack:
-        admission: Admission | None = None
-        charges: dict[str, Decimal | None] = {}
-        if guard is not None:
-            if not person:
-                raise ValueError("a guarded run needs the person it is charged to")
-            charges = charges_for(settings, request, providers, api_keys)
-            # As sent (seed unresolved): two clicks on "random" are recognised as one request.
-            admission = await stack.enter_async_context(guard.admit(person, request, providers, charges))
+        charges = charges_for(playground, request, names, keys)
+        # As sent (seed unresolved): two clicks on "random" are recognised as one request.
+        admission = await stack.enter_async_context(playground.guard.admit(person, request, names, charges))
         request = resolve_seed(request)  # once, so every provider gets the same seed
         loop = asyncio.get_running_loop()
         started = time.monotonic()
-        slots = {name: Slot(name, PROVIDERS[name].label, started) for name in providers}
+        slots = {name: Slot(name, PROVIDERS[name].label, started) for name in names}
         events: asyncio.Queue[ProgressEvent | Outcome] = asyncio.Queue()
 
         def on_progress(event: ProgressEvent) -> None:
@@ -243,41 +251,36 @@ async def run_generation(
             loop.call_soon_threadsafe(events.put_nowait, event)
 
         async def settle(outcome: Outcome) -> None:
-            if admission is None or outcome.provider not in charges:
+            if outcome.provider not in charges:
                 return
-            estimate = charges[outcome.provider]
             if outcome.result is not None:
-                result = outcome.result
-                cost = result.reported_cost_usd
+                cost = outcome.result.reported_cost_usd
                 if cost is None:
-                    cost = result.estimated_cost_usd
+                    cost = outcome.result.estimated_cost_usd
                 await asyncio.to_thread(admission.settle, outcome.provider, cost=cost, billed=True)
             elif outcome.error is not None:
-                await asyncio.to_thread(
-                    admission.settle, outcome.provider, cost=estimate, billed=outcome.error.billed
-                )
+                estimate, billed = charges[outcome.provider], outcome.error.billed
+                await asyncio.to_thread(admission.settle, outcome.provider, cost=estimate, billed=billed)
 
         async def one(name: str) -> None:
-            # One generate_many per provider: a bug in one provider's path then fails only its slot
-            # instead of ending the whole iteration, and each provider can get its own request.
             try:
-                async for outcome in playground.generate_many(
-                    request_for(name, request, settings),
-                    [name],
-                    api_keys={name: (api_keys or {}).get(name)},
-                    on_progress=on_progress,
-                ):
-                    try:
-                        await settle(outcome)
-                    except Exception:  # the ledger failing must not lose the image; the estimate stays
-                        log.exception("Could not settle the spend of %s", name)
-                    events.put_nowait(outcome)
+                result = await playground.call(request, name, api_key=keys.get(name), on_progress=on_progress)
+                outcome = Outcome(name, result=result)
+            except PlaygroundError as exc:
+                outcome = Outcome(name, error=exc)
             except Exception:
-                # Unknown whether it was billed: left unsettled, the reservation keeps the estimate.
+                # A bug in one provider's path fails only its slot. Unknown whether it was billed:
+                # left unsettled, the reservation keeps the estimate.
                 log.exception("Unexpected failure while generating with %s", name)
                 events.put_nowait(Outcome(name, error=PlaygroundError(GENERIC_ERROR)))
+                return
+            try:
+                await settle(outcome)
+            except Exception:  # the ledger failing must not lose the image; the estimate stays
+                log.exception("Could not settle the spend of %s", name)
+            events.put_nowait(outcome)
 
-        tasks = [asyncio.create_task(one(name)) for name in providers]
+        tasks = [asyncio.create_task(one(name)) for name in names]
         # One pending get() kept across ticks: cancelling a get() on timeout could drop an event.
         getter: asyncio.Task[ProgressEvent | Outcome] | None = None
         try:
@@ -300,6 +303,32 @@ async def run_generation(
             await asyncio.gather(*tasks, return_exceptions=True)
 
 
+def _copy(slots: dict[str, Slot]) -> dict[str, Slot]:
+    # Snapshots are immutable views: later events must not change one already handed out.
+    return {name: replace(slot) for name, slot in slots.items()}
+
+
+def _apply(slots: dict[str, Slot], item: ProgressEvent | Outcome, now: float) -> str | None:
+    """Fold one event into the slots; returns the provider's name when its outcome arrived."""
+    slot = slots.get(item.provider)
+    if slot is None or slot.finished:
+        return None
+    if isinstance(item, ProgressEvent):
+        slot.stage, slot.detail = item.stage, item.detail
+        return None
+    slot.ended = now
+    if item.result is not None:
+        slot.stage, slot.result = "done", item.result
+    else:
+        slot.stage = "failed"
+        slot.failure = item.error
+        slot.error = item.error.message if item.error is not None else GENERIC_ERROR
+    return slot.provider
+
+
+# --- a run as JSON (API, MCP, CLI) ---------------------------------------------------------------------
+
+
 def image_seed(result: GenerationResult) -> int | None:
     """The seed the images were made with: the provider's own report, else the one we sent."""
     first = result.images[0].seed if result.images else None
@@ -307,8 +336,8 @@ def image_seed(result: GenerationResult) -> int | None:
 
 
 def summarize(snapshot: RunSnapshot, files: Mapping[str, Sequence[str]]) -> dict[str, Any]:
-    """A run as JSON for API and MCP callers: per provider its seed, cost, latency and files, or why
-    it failed. `files` are where each provider's PNGs can be fetched."""
+    """A run as JSON: per provider its seed, cost, latency and files, or why it failed. `files` are
+    where each provider's PNGs can be fetched."""
     providers: dict[str, Any] = {}
     for name, slot in snapshot.slots.items():
         entry: dict[str, Any] = {"label": slot.label, "ok": slot.result is not None}
@@ -331,25 +360,3 @@ def summarize(snapshot: RunSnapshot, files: Mapping[str, Sequence[str]]) -> dict
 
 def _money(value: Decimal | None) -> str | None:
     return None if value is None else format(value.normalize(), "f")
-
-
-def _copy(slots: dict[str, Slot]) -> dict[str, Slot]:
-    # Snapshots are immutable views: later events must not change one already handed out.
-    return {name: replace(slot) for name, slot in slots.items()}
-
-
-def _apply(slots: dict[str, Slot], item: ProgressEvent | Outcome, now: float) -> str | None:
-    """Fold one event into the slots; returns the provider's name when its outcome arrived."""
-    slot = slots.get(item.provider)
-    if slot is None or slot.finished:
-        return None
-    if isinstance(item, ProgressEvent):
-        slot.stage, slot.detail = item.stage, item.detail
-        return None
-    slot.ended = now
-    if item.result is not None:
-        slot.stage, slot.result = "done", item.result
-    else:
-        slot.stage = "failed"
-        slot.error = item.error.message if item.error is not None else GENERIC_ERROR
-    return slot.provider

@@ -1,0 +1,151 @@
+"""What a request would cost at every provider, and whether each can run it: the one price function.
+
+The page's price table, the Generate button, the CLI's `prices`, the MCP `prices` tool and the spend
+guard's reservations all read `quote()`. Pure: settings and the request only, no I/O.
+
+    for q in quote(request, settings):
+        q.label, q.cost_text, q.readiness, q.problems, q.output_size
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, replace
+from decimal import Decimal
+from typing import Literal
+
+from .errors import ConfigurationError
+from .models import GenerationRequest
+from .pricing import PriceRule, format_usd
+from .providers import PROVIDERS, Provider
+from .settings import Settings
+
+__all__ = ["Quote", "Readiness", "check_prices", "quote", "quote_one"]
+
+#: "demo": the built-in emulator answers (nothing is billed); "not configured": its variables are unset.
+Readiness = Literal["server key", "your key", "demo", "not configured"]
+
+
+@dataclass(frozen=True)
+class Quote:
+    provider: str
+    label: str
+    #: The estimate for the request as this provider gets it (None: its price is unknown).
+    cost: Decimal | None
+    rule: PriceRule | None
+    readiness: Readiness
+    #: Variables still to set for the server to run it (when not configured).
+    missing: tuple[str, ...] = ()
+    #: Why it cannot take this request (empty: it can).
+    problems: tuple[str, ...] = ()
+    nearest_size: tuple[int, int] | None = None
+    #: The size it will actually make.
+    output_size: tuple[int, int] = (0, 0)
+    seed: bool = True
+    steps: bool = True
+    #: Controls it does not take, e.g. "does not take steps".
+    notes: tuple[str, ...] = ()
+    cheapest: bool = False
+
+    @property
+    def ready(self) -> bool:
+        return self.readiness != "not configured"
+
+    @property
+    def usable(self) -> bool:
+        return self.ready and not self.problems
+
+    @property
+    def approximate(self) -> bool:
+        return self.rule is not None and self.rule.approximate
+
+    @property
+    def cost_text(self) -> str:
+        if self.cost is None:
+            return "unknown"
+        return ("≈ " if self.approximate else "") + format_usd(self.cost)
+
+
+def quote_one(
+    provider: Provider, request: GenerationRequest | None, settings: Settings, *, own_key: bool = False
+) -> Quote:
+    caps = provider.get_capabilities(settings)
+    notes = tuple(
+        note
+        for note, honoured in (("does not take steps", caps.steps), ("no seed", caps.seed))
+        if not honoured
+    )
+    missing = tuple(provider.missing(settings, with_own_key=own_key))
+    if settings.demo_mode:
+        readiness: Readiness = "demo"
+    elif own_key:
+        readiness = "your key" if not missing else "not configured"
+    else:
+        readiness = "server key" if not missing else "not configured"
+    if request is None:
+        return Quote(
+            provider.name, provider.label, None, provider.price_rule(settings), readiness, missing,
+            seed=caps.seed, steps=caps.steps, notes=notes,
+        )  # fmt: skip
+    shaped = provider.shape(request, settings)
+    problems: list[str] = []
+    nearest = None
+    for problem in caps.problems(shaped):
+        if problem.field in ("width", "height"):
+            nearest = caps.nearest_size(request.width, request.height)
+        else:
+            problems.append(problem.message)
+    if nearest is not None:
+        problems.insert(
+            0, f"size must be {caps.min_size}–{caps.max_size} in multiples of {caps.size_multiple}; "
+            f"nearest: {nearest[0]} × {nearest[1]}",
+        )  # fmt: skip
+    return Quote(
+        provider=provider.name,
+        label=provider.label,
+        cost=provider.estimate(shaped, settings),
+        rule=provider.price_rule(settings),
+        readiness=readiness,
+        missing=missing,
+        problems=tuple(problems),
+        nearest_size=nearest,
+        output_size=provider.output_size(shaped, settings),
+        seed=caps.seed,
+        steps=caps.steps,
+        notes=notes,
+    )
+
+
+def quote(
+    request: GenerationRequest | None, settings: Settings, *, own_keys: Collection[str] = ()
+) -> list[Quote]:
+    """One quote per registered provider, in registry order; the cheapest usable one is marked.
+
+    `own_keys`: providers the person pasted a key for (they are ready with it, and pay themselves).
+    """
+    check_prices(settings)
+    quotes = [
+        quote_one(provider, request, settings, own_key=name in own_keys)
+        for name, provider in PROVIDERS.items()
+    ]
+    priced = [q.cost for q in quotes if q.usable and q.cost is not None]
+    if not priced:
+        return quotes
+    best = min(priced)
+    return [replace(q, cheapest=True) if q.usable and q.cost == best else q for q in quotes]
+
+
+def check_prices(settings: Settings) -> None:
+    """FLUX_PLAYGROUND_PRICES may only name registered providers (a typo must not be ignored)."""
+    unknown = [name for name in settings.prices if name not in PROVIDERS]
+    if unknown:
+        raise ConfigurationError(
+            f"FLUX_PLAYGROUND_PRICES names unknown provider {unknown[0]!r}; "
+            f"use one of {', '.join(PROVIDERS)}."
+        )
+
+
+def total(quotes: Sequence[Quote]) -> Decimal | None:
+    """The sum of known costs (None when none is known)."""
+    known = [q.cost for q in quotes if q.cost is not None]
+    return sum(known, Decimal(0)) if known else None

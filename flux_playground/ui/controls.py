@@ -1,0 +1,125 @@
+"""The controls' own events: prices as the settings change, presets, swap, seed. Unqueued, no I/O.
+
+Every method takes the page's Form (form.py) and returns updates in the order of an *_OUTPUTS list.
+"""
+
+# No `from __future__ import annotations` here: Gradio calls typing.get_type_hints on the handler
+# for every event (helpers.special_args), and string annotations would be evaluated each time.
+
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Any
+
+import gradio as gr
+from pydantic import ValidationError
+
+from ..models import GenerationRequest
+from ..providers import PROVIDERS
+from ..quotes import Quote
+from ..service import Playground
+from . import render
+from . import values as raw
+from .form import Form
+from .presets import CUSTOM, IMAGE_LIMITS, PRESETS, describe_size, preset_for, swapped_preset
+from .updates import ordered
+
+__all__ = ["CONTROL_OUTPUTS", "Controls", "generate_label", "pricing_request"]
+
+CONTROL_OUTPUTS = ["prices", "generate", "steps", "sampler", "scheduler", "size_info", "num_images"]
+
+
+def pricing_request(width: int, height: int, steps: object, num_images: object) -> GenerationRequest | None:
+    """A request for pricing only (the prompt changes no price). None if out of range."""
+    fields = {"prompt": "price", "width": width, "height": height, "steps": steps, "num_images": num_images}
+    try:
+        return GenerationRequest.model_validate(fields)
+    except (ValidationError, TypeError, ValueError):
+        return None
+
+
+def generate_label(quotes: Sequence[Quote], chosen: Sequence[str]) -> str:
+    """'Generate · ≈ $0.005' for the chosen providers; every run is an estimate until it is billed."""
+    picked = [q for q in quotes if q.provider in chosen]
+    if not picked:
+        return "Generate"
+    known = [q.cost for q in picked if q.cost is not None]
+    if not known:
+        return "Generate · price unknown"
+    total = render.usd(sum(known, Decimal(0)))
+    suffix = " + unknown" if len(known) < len(picked) else ""
+    return f"Generate · ≈ {total}{suffix}"
+
+
+def _who(names: Sequence[str]) -> str:
+    return ", ".join(PROVIDERS[name].label for name in names)
+
+
+class Controls:
+    def __init__(self, playground: Playground) -> None:
+        self.playground = playground
+
+    @property
+    def settings(self) -> Any:
+        return self.playground.settings
+
+    def update(self, form: Form) -> tuple[Any, ...]:
+        """Prices, the Generate label and which controls the chosen providers honour."""
+        chosen = [name for name in raw.texts(form.providers) if name in PROVIDERS]
+        width, height = form.size()
+        request = pricing_request(width, height, form.steps, form.num_images)
+        own = [name for name, key in form.key_texts().items() if key]
+        quotes = self.playground.quote(request, own_keys=own)
+        capabilities = {
+            name: provider.get_capabilities(self.settings) for name, provider in PROVIDERS.items()
+        }
+        no_steps = [name for name in chosen if not capabilities[name].steps]
+        steps_label = "Steps"
+        if no_steps:
+            verb = "does" if len(no_steps) == 1 else "do"
+            steps_label = f"Steps — {_who(no_steps)} {verb} not take steps"
+        capped = [name for name in chosen if capabilities[name].max_images < IMAGE_LIMITS[1]]
+        images_label = "Images per provider"
+        if capped:
+            limits = ", ".join(f"{PROVIDERS[n].label} {capabilities[n].max_images}" for n in capped)
+            images_label += f" — at most: {limits}"
+        values: dict[str, Any] = {
+            "num_images": gr.update(label=images_label),
+            "prices": render.prices_html(quotes, chosen),
+            "generate": gr.update(value=generate_label(quotes, chosen)),
+            "steps": gr.update(label=steps_label),
+            "size_info": render.size_html(width, height, describe_size(width, height)),
+        }
+        for control, attr in (("sampler", "samplers"), ("scheduler", "schedulers")):
+            having = [name for name in PROVIDERS if getattr(capabilities[name], attr)]
+            usable = [name for name in chosen if name in having]
+            ignored = [name for name in chosen if name not in having]
+            info = f"Sent to {_who(usable)} only; not to {_who(ignored)}." if usable and ignored else None
+            if not usable:
+                info = f"Choose {_who(having)} to use it." if having else "No provider takes it."
+            values[control] = gr.update(
+                label=f"{control.capitalize()} — {_who(having) or 'no provider'} only",
+                interactive=bool(usable),
+                info=info,
+            )
+        return ordered(CONTROL_OUTPUTS, values)
+
+    @staticmethod
+    def fixed_seed(form: Form) -> bool:
+        """Typing a seed means "use this one": switch random off."""
+        return False
+
+    @staticmethod
+    def apply_preset(form: Form) -> tuple[Any, Any]:
+        if not isinstance(form.preset, str) or form.preset not in PRESETS:
+            return gr.skip(), gr.skip()
+        return PRESETS[form.preset]
+
+    @staticmethod
+    def match_preset(form: Form) -> str:
+        return preset_for(*form.size())
+
+    @staticmethod
+    def swap_size(form: Form) -> tuple[Any, Any, str]:
+        width, height = form.size()
+        preset = form.preset if isinstance(form.preset, str) else CUSTOM
+        return height, width, swapped_preset(preset) if preset != CUSTOM else CUSTOM

@@ -1,0 +1,122 @@
+"""The page's Generate and Stop: one run streamed into the provider columns, saved on arrival."""
+
+# No `from __future__ import annotations`: Gradio evaluates handler annotations (see controls.py).
+
+import asyncio
+import logging
+from typing import Any
+
+import gradio as gr
+
+from ..errors import PlaygroundError
+from ..history import History
+from ..models import GenerationResult
+from ..providers import PROVIDERS
+from ..service import Playground
+from . import render
+from .form import Form
+from .history_view import HISTORY_OUTPUTS, HistoryView
+from .identity import Identity, resolve_identity, spend_person
+from .refusals import failed, refuse
+from .scratch import Scratch
+from .updates import ordered
+
+__all__ = ["GENERATE_OUTPUTS", "Generation"]
+
+log = logging.getLogger(__name__)
+
+GENERATE_OUTPUTS = [
+    *(f"{part}:{name}" for name in PROVIDERS for part in ("column", "status", "gallery", "caption")),
+    "empty", "seed", "stop", "run", "browser_id", *HISTORY_OUTPUTS,
+]  # fmt: skip
+
+
+class Generation:
+    def __init__(self, playground: Playground, history: History, view: HistoryView, scratch: Scratch) -> None:
+        self.playground, self.history, self.view, self.scratch = playground, history, view, scratch
+
+    async def generate(
+        self, form: Form, profile: gr.OAuthProfile | None = None, request: gr.Request | None = None
+    ) -> Any:
+        """Stream one run into the provider columns, saving each result to history on arrival."""
+        try:
+            names = form.chosen()
+            wanted = form.request()
+        except PlaygroundError as exc:
+            raise refuse(exc.message, title="Cannot generate yet") from None
+        identity = resolve_identity(profile, form.browser_id)
+        try:
+            first = True
+            async for snap in self.playground.run(
+                wanted, names, api_keys=form.api_keys(names), person=spend_person(profile, request)
+            ):
+                values: dict[str, Any] = {}
+                if first:
+                    first = False
+                    values.update(self._start_values(names, snap.request.seed, identity))
+                saved_any = False
+                for name in snap.arrived:
+                    slot = snap.slots[name]
+                    if slot.result is None:
+                        values[f"gallery:{name}"] = gr.update(value=None, visible=False)
+                        continue
+                    paths, note = await self._save(identity.owner, slot.result)
+                    saved_any = saved_any or not note
+                    values[f"status:{name}"] = render.slot_html(slot, snap.now, snap.request)
+                    values[f"caption:{name}"] = render.caption_html(slot.result, note)
+                    values[f"gallery:{name}"] = gr.update(
+                        value=[(path, None) for path in paths],
+                        visible=True,
+                        columns=1 if len(paths) == 1 else 2,
+                    )
+                for name, slot in snap.slots.items():
+                    if not slot.finished or (name in snap.arrived and slot.result is None):
+                        values[f"status:{name}"] = render.slot_html(slot, snap.now, snap.request)
+                if saved_any:
+                    values.update(await self.view.values(identity, form, shown=self.view.page_size))
+                pending = [name for name, slot in snap.slots.items() if not slot.finished]
+                values["run"] = {"pending": pending}
+                if snap.finished:
+                    values["stop"] = gr.update(visible=False)
+                yield ordered(GENERATE_OUTPUTS, values)
+        except (gr.Error, asyncio.CancelledError):
+            raise
+        except PlaygroundError as exc:  # refused before any call: a limit, a cap, a size
+            raise refuse(exc.message, title="Not started") from None
+        except Exception:
+            log.exception("The page's generation failed")
+            raise failed() from None
+
+    def _start_values(self, names: list[str], seed: int | None, identity: Identity) -> dict[str, Any]:
+        values: dict[str, Any] = {
+            "empty": gr.update(visible=False),
+            "seed": seed,
+            "stop": gr.update(visible=True),
+            "browser_id": identity.browser_id,
+        }
+        for name in PROVIDERS:
+            values[f"column:{name}"] = gr.update(visible=name in names)
+            values[f"gallery:{name}"] = gr.update(value=None, visible=False)
+            values[f"caption:{name}"] = ""
+        return values
+
+    async def _save(self, owner: str, result: GenerationResult) -> tuple[list[str], str]:
+        """Into history before it is shown; if that fails, still show the images (and say so)."""
+        try:
+            items = await self.history.add(owner, result)
+            return [str(item.image_path) for item in items], ""
+        except Exception:
+            log.exception("Could not save a %s result to history", result.provider)
+            paths = await asyncio.to_thread(self.scratch.write, result)
+            return [str(path) for path in paths], "Not saved to your history: the server could not store it."
+
+    @staticmethod
+    def stop(form: Form) -> tuple[Any, ...]:
+        """Runs alongside the cancellation: mark the providers still being waited for as stopped."""
+        run = form.state.get("run")
+        pending = run.get("pending", []) if isinstance(run, dict) else []
+        values: dict[str, Any] = {"stop": gr.update(visible=False), "run": {"pending": []}}
+        for name in pending:
+            if name in PROVIDERS:
+                values[f"status:{name}"] = render.stopped_html(PROVIDERS[name].label)
+        return ordered(GENERATE_OUTPUTS, values)

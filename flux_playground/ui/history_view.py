@@ -1,0 +1,148 @@
+"""The page's history: load, search, page, details, reuse, delete. Private to its owner.
+
+Every handler derives the owner from the OAuth profile or the browser id on each call; ids kept in
+page state are only hints that History checks against that owner.
+"""
+
+# No `from __future__ import annotations`: Gradio evaluates handler annotations (see controls.py).
+
+from typing import Any
+
+import gradio as gr
+
+from ..history import History, HistoryItem
+from ..providers import PROVIDERS
+from . import render
+from .form import Form
+from .identity import Identity, resolve_identity
+from .presets import preset_for
+from .refusals import refuse
+from .updates import ordered
+
+__all__ = ["DETAIL_OUTPUTS", "HISTORY_OUTPUTS", "PAGE_SIZE", "REUSE_OUTPUTS", "HistoryView"]
+
+PAGE_SIZE = 48
+
+HISTORY_OUTPUTS = ["history", "history_ids", "history_count", "more", "history_empty"]
+DETAIL_OUTPUTS = ["details", "details_html", "details_image", "download", "selected"]
+REUSE_OUTPUTS = [
+    "prompt", "providers", "preset", "width", "height", "steps", "seed", "random_seed", "num_images",
+    "sampler", "scheduler",
+]  # fmt: skip
+
+
+def _ids(form: Form) -> list[str]:
+    ids = form.state.get("history_ids")
+    return [i for i in ids if isinstance(i, str)] if isinstance(ids, list) else []
+
+
+def _selected(form: Form) -> str | None:
+    selected = form.state.get("selected")
+    return selected if isinstance(selected, str) and selected else None
+
+
+class HistoryView:
+    page_size = PAGE_SIZE
+
+    def __init__(self, history: History) -> None:
+        self.history = history
+
+    async def values(self, identity: Identity, form: Form, *, shown: int) -> dict[str, Any]:
+        """The newest `shown` items of this owner (one query; "Load more" asks for 48 more)."""
+        query, provider = form.query(), form.history_provider()
+        items = await self.history.list(identity.owner, query=query, provider=provider, limit=shown)
+        total = await self.history.count(identity.owner, query=query, provider=provider)
+        return {
+            "history": gr.update(
+                value=[(str(item.thumb_path), item.provider_label) for item in items],
+                visible=bool(items),
+            ),
+            "history_ids": [item.id for item in items],
+            "history_count": render.history_count_html(len(items), total, identity.display),
+            "more": gr.update(visible=len(items) < total),
+            "history_empty": gr.update(
+                value=render.empty_history_html(bool(query or provider)), visible=not items
+            ),
+        }
+
+    async def load(self, form: Form, profile: gr.OAuthProfile | None = None) -> tuple[Any, ...]:
+        """Page load and filter changes: the first page, and a browser id to keep if there was none."""
+        identity = resolve_identity(profile, form.browser_id)
+        values = await self.values(identity, form, shown=PAGE_SIZE)
+        values["browser_id"] = identity.browser_id
+        return ordered(["browser_id", *HISTORY_OUTPUTS], values)
+
+    async def load_more(self, form: Form, profile: gr.OAuthProfile | None = None) -> tuple[Any, ...]:
+        identity = resolve_identity(profile, form.browser_id)
+        values = await self.values(identity, form, shown=len(_ids(form)) + PAGE_SIZE)
+        return ordered(HISTORY_OUTPUTS, values)
+
+    async def _owned(
+        self, form: Form, profile: gr.OAuthProfile | None, item_id: str | None
+    ) -> HistoryItem | None:
+        if not item_id:
+            return None
+        return await self.history.get(resolve_identity(profile, form.browser_id).owner, item_id)
+
+    async def select(
+        self, form: Form, evt: gr.SelectData, profile: gr.OAuthProfile | None = None
+    ) -> tuple[Any, ...]:
+        ids = _ids(form)
+        index = evt.index if isinstance(evt.index, int) else -1
+        item = await self._owned(form, profile, ids[index] if 0 <= index < len(ids) else None)
+        return self.details(item)
+
+    @staticmethod
+    def details(item: HistoryItem | None) -> tuple[Any, ...]:
+        if item is None:
+            return ordered(DETAIL_OUTPUTS, {"details": gr.update(visible=False), "selected": None})
+        html = render.details_html(
+            prompt=item.prompt, provider_label=item.provider_label, width=item.width,
+            height=item.height, steps=item.steps, seed=item.seed, sampler=item.sampler,
+            scheduler=item.scheduler, num_images=item.num_images, index=item.index,
+            estimated=item.estimated_cost_usd, reported=item.reported_cost_usd,
+            latency_s=item.latency_s, created_at=item.created_at,
+        )  # fmt: skip
+        return ordered(
+            DETAIL_OUTPUTS,
+            {
+                "details": gr.update(visible=True),
+                "details_html": html,
+                "details_image": str(item.image_path),
+                "download": gr.update(value=str(item.image_path)),
+                "selected": item.id,
+            },
+        )
+
+    async def reuse(self, form: Form, profile: gr.OAuthProfile | None = None) -> tuple[Any, ...]:
+        """Every control set to the item's settings: its provider, size, steps, and its fixed seed."""
+        item = await self._owned(form, profile, _selected(form))
+        if item is None:
+            raise refuse("That image is no longer in your history.")
+        gr.Info("Settings restored. Press Generate to run them again.")
+        return ordered(
+            REUSE_OUTPUTS,
+            {
+                "prompt": item.prompt,
+                "providers": [item.provider] if item.provider in PROVIDERS else [],
+                "preset": preset_for(item.width, item.height),
+                "width": item.width,
+                "height": item.height,
+                "steps": item.steps,
+                "seed": item.seed if item.seed is not None else -1,
+                "random_seed": item.seed is None,
+                "num_images": item.num_images,
+                "sampler": item.sampler or "",
+                "scheduler": item.scheduler or "",
+            },
+        )
+
+    async def delete(self, form: Form, profile: gr.OAuthProfile | None = None) -> tuple[Any, ...]:
+        identity = resolve_identity(profile, form.browser_id)
+        selected = _selected(form)
+        if selected is None or not await self.history.delete(identity.owner, selected):
+            raise refuse("That image is no longer in your history.")
+        gr.Info("Deleted from your history.")
+        values = await self.values(identity, form, shown=PAGE_SIZE)
+        values |= dict(zip(DETAIL_OUTPUTS, self.details(None), strict=True))
+        return ordered([*HISTORY_OUTPUTS, *DETAIL_OUTPUTS], values)
