@@ -168,7 +168,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     with ExitStack() as stack:
         try:
-            settings = Settings()
+            # The CLI is in demo mode only when asked (--demo); the page falls back to it on its own.
+            settings = Settings().model_copy(update={"demo": False})
             if args.demo:
                 from .demo import start_demo
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from faultmatrix import TIMEOUTS, cases, check_backend
 from PIL import Image
 from pydantic import SecretStr
 
@@ -20,14 +21,7 @@ from flux_playground import GenerationRequest, Playground, Settings
 from flux_playground.demo import point_at
 from flux_playground.errors import (
     AuthenticationFailed,
-    InsufficientCredits,
-    MalformedResponse,
-    PlaygroundError,
-    ProviderFailed,
-    ProviderTimeout,
-    RateLimited,
 )
-from flux_playground.history import History
 from flux_playground.images import read_png_text
 from flux_playground.providers import PROVIDERS
 
@@ -159,52 +153,14 @@ async def test_a_persons_own_key_is_used_instead_of_the_servers(server: Any, tmp
     assert result.images
 
 
-# --- the fault matrix ------------------------------------------------------------------------------
-
-FAULTS: dict[str, tuple[type[PlaygroundError], str]] = {
-    "401": (AuthenticationFailed, "API key was refused"),
-    "credits": (InsufficientCredits, "out of credits"),
-    "429": (RateLimited, "Try again in 1 s"),
-    "429_no_retry_after": (RateLimited, "rate limited"),
-    "500": (ProviderFailed, "HTTP 500"),
-    "502": (ProviderFailed, "HTTP 502"),
-    "reset": (ProviderFailed, "connection failed"),
-    "hang": (ProviderTimeout, "no answer within 1 s"),
-    "malformed": (MalformedResponse, "not valid JSON"),
-    "not_image": (MalformedResponse, "not an image"),
-    "truncated": (MalformedResponse, "damaged or truncated"),
-    "failed_job": (ProviderFailed, "failed"),
-}
-ATLAS_ONLY: dict[str, tuple[type[PlaygroundError], str]] = {
-    "never_completes": (ProviderTimeout, "did not finish within 1.5 s"),
-    "slow_download": (ProviderTimeout, "download took longer than 1 s"),
-    "huge_download": (ProviderFailed, "larger than 1 MB"),
-}
-MATRIX = [(p, f) for p in PROVIDERS for f in FAULTS] + [("atlascloud", f) for f in ATLAS_ONLY]
+# --- the fault matrix (tests/faultmatrix.py) ----------------------------------------------------------
 
 
-@pytest.mark.parametrize(("provider", "fault"), MATRIX)
+@pytest.mark.parametrize(("provider", "fault"), cases())
 async def test_fault_gives_the_right_error_and_never_a_second_post(
     server: Any, tmp_path: Path, provider: str, fault: str
 ) -> None:
-    settings = settings_for(
-        server, tmp_path, request_timeout=1, job_timeout=1.5, download_timeout=1, max_download_bytes=1_048_576
-    )
-    kind, words = {**FAULTS, **ATLAS_ONLY}[fault]
-    history = History(tmp_path)
-    try:
-        with pytest.raises(kind) as info:
-            await generate(settings, provider, prompt=f"a red fox [fault:{fault}]")
-        message = str(info.value)
-        assert message.startswith(PROVIDERS[provider].label + ": ") and words in message, message
-        assert KEY not in message and "Traceback" not in message
-        assert posts(server, provider) == 1, "a billable POST was sent twice"
-        # Nothing was saved, and the server keeps serving others right after.
-        assert await history.list("anon:someone") == []
-        follow_up = await generate(settings, provider, prompt="a calm lake")
-        assert len(follow_up.images) == 1
-    finally:
-        history.close()
+    await check_backend(server, settings_for(server, tmp_path, **TIMEOUTS), provider, fault, tmp_path)
 
 
 def test_cli_generates_from_the_emulator_and_prices_match_the_docs(server: Any, tmp_path: Path) -> None:

@@ -22,8 +22,8 @@ from ui.conftest import emulator_settings
 from flux_playground.errors import InvalidRequest
 from flux_playground.models import MAX_PROMPT_CHARS, MAX_SEED, GenerationRequest, parse_request
 from flux_playground.providers import PROVIDERS
-from flux_playground.ui.gate import BODY_LIMIT
 from flux_playground.runs import build_request, check_providers
+from flux_playground.ui.gate import BODY_LIMIT
 
 FIELDS = ["prompt", "width", "height", "steps", "seed", "num_images", "sampler", "scheduler"]
 

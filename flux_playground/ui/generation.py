@@ -21,19 +21,23 @@ from .refusals import failed, refuse
 from .scratch import Scratch
 from .updates import ordered
 
-__all__ = ["GENERATE_OUTPUTS", "Generation"]
+__all__ = ["Generation", "generate_outputs"]
 
 log = logging.getLogger(__name__)
 
-GENERATE_OUTPUTS = [
-    *(f"{part}:{name}" for name in PROVIDERS for part in ("column", "status", "gallery", "caption")),
-    "empty", "seed", "stop", "run", "browser_id", *HISTORY_OUTPUTS,
-]  # fmt: skip
+def generate_outputs() -> list[str]:
+    """The outputs of Generate and Stop: a column per registered provider (read when the page is
+    built, so a provider registered before that has its column), then the run's own outputs."""
+    return [
+        *(f"{part}:{name}" for name in PROVIDERS for part in ("column", "status", "gallery", "caption")),
+        "empty", "seed", "stop", "run", "browser_id", *HISTORY_OUTPUTS,
+    ]  # fmt: skip
 
 
 class Generation:
     def __init__(self, playground: Playground, history: History, view: HistoryView, scratch: Scratch) -> None:
         self.playground, self.history, self.view, self.scratch = playground, history, view, scratch
+        self.outputs = generate_outputs()
 
     async def generate(
         self, form: Form, profile: gr.OAuthProfile | None = None, request: gr.Request | None = None
@@ -78,7 +82,7 @@ class Generation:
                 values["run"] = {"pending": pending}
                 if snap.finished:
                     values["stop"] = gr.update(visible=False)
-                yield ordered(GENERATE_OUTPUTS, values)
+                yield ordered(self.outputs, values)
         except (gr.Error, asyncio.CancelledError):
             raise
         except PlaygroundError as exc:  # refused before any call: a limit, a cap, a size
@@ -110,8 +114,7 @@ class Generation:
             paths = await asyncio.to_thread(self.scratch.write, result)
             return [str(path) for path in paths], "Not saved to your history: the server could not store it."
 
-    @staticmethod
-    def stop(form: Form) -> tuple[Any, ...]:
+    def stop(self, form: Form) -> tuple[Any, ...]:
         """Runs alongside the cancellation: mark the providers still being waited for as stopped."""
         run = form.state.get("run")
         pending = run.get("pending", []) if isinstance(run, dict) else []
@@ -119,4 +122,4 @@ class Generation:
         for name in pending:
             if name in PROVIDERS:
                 values[f"status:{name}"] = render.stopped_html(PROVIDERS[name].label)
-        return ordered(GENERATE_OUTPUTS, values)
+        return ordered(self.outputs, values)

@@ -16,7 +16,6 @@ from ..settings import Settings
 from . import render
 from .controls import CONTROL_OUTPUTS, pricing_request
 from .form import KEY_PREFIX, Form, key_field
-from .generation import GENERATE_OUTPUTS
 from .handlers import Handlers
 from .history_view import DETAIL_OUTPUTS, HISTORY_OUTPUTS, REUSE_OUTPUTS
 from .identity import BROWSER_SECRET, BROWSER_STORAGE_KEY
@@ -136,12 +135,12 @@ def build_blocks(settings: Settings, handlers: Handlers, *, oauth: bool) -> gr.B
         run = ui["generate"].click(
             *form(generation.generate, "prompt", "providers", "width", "height", "steps", "seed",
                   "random_seed", "num_images", "sampler", "scheduler", *filters, *keys),
-            c(*GENERATE_OUTPUTS),
+            c(*generation.outputs),
             concurrency_limit=None,  # I/O bound: never serialise people behind each other
             show_progress="hidden",  # each provider column shows its own progress
             **private,
         )  # fmt: skip
-        ui["stop"].click(*form(generation.stop, "run"), c(*GENERATE_OUTPUTS), cancels=[run], **cheap)
+        ui["stop"].click(*form(generation.stop, "run"), c(*generation.outputs), cancels=[run], **cheap)
 
         queued = {"show_progress": "hidden", "concurrency_limit": None, **private}
         demo.load(*form(history.load, *filters), c("browser_id", *HISTORY_OUTPUTS), **queued)

@@ -14,7 +14,7 @@ from flux_playground.history import History
 from flux_playground.service import Playground
 from flux_playground.ui.controls import CONTROL_OUTPUTS
 from flux_playground.ui.form import Form
-from flux_playground.ui.generation import GENERATE_OUTPUTS, Generation
+from flux_playground.ui.generation import generate_outputs
 from flux_playground.ui.handlers import Handlers
 from flux_playground.ui.history_view import DETAIL_OUTPUTS, HISTORY_OUTPUTS, REUSE_OUTPUTS
 from flux_playground.ui.identity import ANON_ID, resolve_identity
@@ -170,7 +170,9 @@ async def collect(
     values: dict[str, Any] = {"seed": 7, "random_seed": False, "browser_id": ALICE, **fields}
     profile, request = values.pop("profile", None), values.pop("request", None)
     form = Form(prompt=prompt, providers=providers, **values)
-    return [as_dict(GENERATE_OUTPUTS, v) async for v in handlers.generation.generate(form, profile, request)]
+    return [
+        as_dict(generate_outputs(), v) async for v in handlers.generation.generate(form, profile, request)
+    ]
 
 
 async def test_generate_page_saves_then_shows_each_provider(handlers: Handlers) -> None:
@@ -215,8 +217,8 @@ async def test_errors_become_readable_messages(handlers: Handlers) -> None:
     assert "set ATLASCLOUD_API_KEY" in updates[-1]["status:atlascloud"]
 
 
-def test_stop_marks_only_the_providers_still_waited_for() -> None:
-    out = as_dict(GENERATE_OUTPUTS, Generation.stop(Form(state={"run": {"pending": ["segmind"]}})))
+def test_stop_marks_only_the_providers_still_waited_for(handlers: Handlers) -> None:
+    out = as_dict(generate_outputs(), handlers.generation.stop(Form(state={"run": {"pending": ["segmind"]}})))
     assert set(out) == {"stop", "run", "status:segmind"}
     assert "Stopped" in out["status:segmind"] and "may still finish" in out["status:segmind"]
 
