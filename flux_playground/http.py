@@ -1,9 +1,10 @@
 """One shared httpx.AsyncClient, retries for idempotent requests only, and safe downloads.
 
-Billable POSTs are sent exactly once (Atlas: "Never retry POST generate", PROVIDERS.md 1.4). Polls and
-downloads are GETs: retried on network errors, 429 and 5xx with exponential backoff, honouring
-`Retry-After`. Output URLs are untrusted (USERS.md 4.4): https only, public addresses only unless the
-URL is on the provider's own configured origin, redirects re-checked hop by hop, size and time capped.
+Billable POSTs are sent exactly once (Atlas: "Never retry POST generate", docs/providers/atlascloud.md).
+Polls and downloads are GETs: retried on network errors, 429 and 5xx with exponential backoff,
+honouring `Retry-After`. Output URLs are untrusted (docs/reliability.md): https only, public
+addresses only unless the URL is on the provider's own configured origin, redirects re-checked hop
+by hop, size and time capped.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ def make_client(settings: Settings) -> httpx.AsyncClient:
         write=settings.connect_timeout,
         pool=settings.request_timeout,
     )
-    # Atlas's own starter app sets a UA because Cloudflare rejects some default ones (PROVIDERS.md 1.1).
+    # Atlas's starter app sets a UA: Cloudflare rejects some default ones (docs/providers/atlascloud.md).
     options: dict[str, Any] = {
         "timeout": timeout,
         "headers": {"User-Agent": settings.user_agent},

@@ -1,5 +1,5 @@
 """What protects a Space owner's keys: spend caps, a request rate per person, size limits and
-duplicate-click protection, all checked before any provider is called (USERS.md 4.5).
+duplicate-click protection, all checked before any provider is called (docs/reliability.md).
 
     guard = Guard(settings)
     async with guard.admit(person, request, providers, charges) as admission:  # or LimitExceeded

@@ -300,7 +300,7 @@ async def test_unsafe_output_urls_are_refused_and_never_fetched(
 
 
 def test_the_page_takes_no_files_or_urls(tmp_path: Path) -> None:
-    """No upload or URL-typed input anywhere (USERS.md 4.3): nothing a person sends is fetched or stored."""
+    """No upload or URL-typed input anywhere: nothing a person sends is fetched or stored."""
     settings = Settings(_env_file=None, data_dir=tmp_path)
     demo = create_demo(settings, oauth=False)
     kinds = {type(block).__name__ for block in demo.blocks.values()}

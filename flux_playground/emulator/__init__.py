@@ -1,6 +1,6 @@
 """Loopback emulator of the FLUX.1 [schnell] provider APIs (one module each, see registry.py).
 
-Written from docs only (shared PROVIDERS.md and the seed pages), independent of the
+Written from docs only (docs/providers/ and the provider pages), independent of the
 client in ``flux_playground``, so that it can catch that client's mistakes. It serves
 placeholder images, never real FLUX output.
 """

@@ -1,7 +1,7 @@
 """Assembly: one Starlette app, one mount per registered provider, the control API beside them.
 
 The client's base URL for a provider is ``http://127.0.0.1:PORT/<provider>``; it
-appends the provider's documented paths (PROVIDERS.md 1.1, 2.1, 3.1, 3.2). The
+appends the provider's documented paths (docs/providers/<name>.md#endpoint-and-auth). The
 mounts come from the registry as it is when the app is created (see registry.py).
 """
 

@@ -1,4 +1,6 @@
-"""Atlas Cloud: async submit + poll, served under ``/atlascloud`` (PROVIDERS.md 1, 6).
+"""Atlas Cloud: async submit + poll, served under ``/atlascloud``.
+
+Written from docs/providers/atlascloud.md; anchors below (#request, #response, ...) are its sections.
 
 Submit ``POST /api/v1/model/generateImage`` with a flat body, poll
 ``GET /api/v1/model/prediction/{id}`` (or the legacy ``getResult``), then download
@@ -51,20 +53,20 @@ from .state import EmulatorState
 __all__ = ["DIALECT", "MODELS", "NAME", "PROVIDER", "VARIANT_GROUPS", "AtlasState", "routes"]
 
 NAME = "atlascloud"
-# 1.1: the flux-schnell listing and its WaveSpeed twin with an identical schema.
+# #endpoint-and-auth: the flux-schnell listing and its WaveSpeed twin with an identical schema.
 MODELS = ("black-forest-labs/flux-schnell", "wavespeed-ai/flux-schnell")
-# 1.2: the documented schema. Anything else (e.g. the generic page's width/height/
+# #request: the documented schema. Anything else (e.g. the generic page's width/height/
 # steps) is ignored, as Atlas says undocumented parameters "don't exist", and listed
 # in the job record so tests can see a client sent them.
 _FIELDS = frozenset({
     "model", "prompt", "size", "seed", "num_images", "image", "mask_image", "strength",
     "enable_sync_mode", "enable_base64_output", "enable_safety_checker",
 })  # fmt: skip
-_SIZE = re.compile(r"^(\d+)\*(\d+)$")  # 1.2: "W*H" -- the separator is '*', not 'x'
-# Atlas does not document the range (1.2); the upstream WaveSpeed schema of the same
-# model says "Each dimension 256-1536" (PROVIDERS-NEXT.md 1.1, finding A3).
+_SIZE = re.compile(r"^(\d+)\*(\d+)$")  # #request: "W*H" -- the separator is '*', not 'x'
+# Atlas does not document the range (#request); the upstream WaveSpeed schema of the same
+# model says "Each dimension 256-1536" (#sizes, audit A3).
 SIZE_MIN, SIZE_MAX = 256, 1536
-FRESH_404_SECONDS = 1.5  # 404_fresh window; Atlas's own client tolerates 30 s (1.3)
+FRESH_404_SECONDS = 1.5  # 404_fresh window; Atlas's own client tolerates 30 s (#response)
 SYNC_MODE_MAX_WAIT = 60.0  # assumption: sync mode gives up and answers "processing"
 _SLOW_CHUNK, _SLOW_INTERVAL = 8, 0.25  # slow_download: 32 bytes/s
 _HUGE_TOTAL, _HUGE_CHUNK = 1 << 30, 1 << 16  # huge_download: 1 GiB in 64 KiB chunks
@@ -72,7 +74,7 @@ _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _MAX_UPLOAD = 32 * 1024 * 1024
 _MAX_STORED_UPLOADS = 32
 
-# Response variants (1.3 "Inconsistencies to tolerate"); the first value is the default.
+# Response variants (#response "Inconsistencies to tolerate"); the first value is the default.
 # outputs "auto" means: base64 when enable_base64_output is set, URLs otherwise.
 VARIANT_GROUPS: VariantGroups = {
     "envelope": ("data", "flat"),
@@ -89,7 +91,7 @@ FILE_ROUTE = "/files/{prediction_id}/{index:int}.png"
 
 
 def _error(status: int, message: str) -> JSONResponse:
-    # 1.4: the exact JSON is unconfirmed; clients read msg || message || error.
+    # #errors: the exact JSON is unconfirmed; clients read msg || message || error.
     return JSONResponse({"code": status, "msg": message}, status_code=status)
 
 
@@ -97,7 +99,7 @@ DIALECT = Dialect(
     provider=NAME,
     error=_error,
     unauthorized_message="Unauthorized: invalid or expired API key",
-    credits_status=402,  # 1.4: 402 = insufficient balance
+    credits_status=402,  # #errors: 402 = insufficient balance
     credits_message="Insufficient balance",
     rate_limit_message="Too many requests",
     # A done status with no outputs (at poll) and no id (at submit).
@@ -120,7 +122,7 @@ def _is_job_fault(fault: str) -> bool:
 
 @dataclass
 class AtlasState(ProviderState):
-    """uploadMedia files, kept so their download_url works (1.5: "cleaned up periodically")."""
+    """uploadMedia files, kept so their download_url works (#endpoint-and-auth: "cleaned up periodically")."""
 
     uploads: dict[str, tuple[str, str, bytes]] = field(default_factory=dict)
 
@@ -179,7 +181,7 @@ class AtlasCloud:
             self.state.fired(NAME, now_faults[0])
             return await self._fault(now_faults[0], request)
         self.state.jobs.add(job)
-        if job.sync:  # 1.2 enable_sync_mode: wait, then answer with the finished data
+        if job.sync:  # #request enable_sync_mode: wait, then answer with the finished data
             deadline = job.ready if job.ready is not None else job.created + SYNC_MODE_MAX_WAIT
             await sleep_until(min(deadline, job.created + SYNC_MODE_MAX_WAIT), self._closing)
             return await self._prediction(request, job, time.monotonic())
@@ -205,7 +207,7 @@ class AtlasCloud:
             id=new_id(),
             model=model,
             prompt=directives.prompt,
-            seed=random.randrange(2**31) if seed in (None, -1) else int(seed),  # 1.2: -1 = random
+            seed=random.randrange(2**31) if seed in (None, -1) else int(seed),  # #request: -1 = random
             width=width,
             height=height,
             num_images=num_images or 1,
@@ -250,7 +252,7 @@ class AtlasCloud:
         return await self._poll(request, request.path_params["prediction_id"], legacy=False)
 
     async def get_result(self, request: Request) -> Response:
-        # 1.3: older docs poll GET /model/getResult?predictionId=... and read flat fields.
+        # #response: older docs poll GET /model/getResult?predictionId=... and read flat fields.
         self.state.hit(request, NAME, "poll", LEGACY_ROUTE)
         return await self._poll(request, request.query_params.get("predictionId", ""), legacy=True)
 
@@ -271,7 +273,7 @@ class AtlasCloud:
             self.state.fired(NAME, pending)
             return await self._fault(pending, request)
         if job.fresh_404_until is not None and now < job.fresh_404_until:
-            job.polls_404 += 1  # 1.3: a just-created job may briefly be "not found"
+            job.polls_404 += 1  # #response: a just-created job may briefly be "not found"
             return _error(404, f"prediction not found: {job_id}")
         if job.done(now) and job.first_done_poll is None:
             job.first_done_poll = now
@@ -299,7 +301,7 @@ class AtlasCloud:
             "error": "Inference failed (emulated failed_job fault)" if status == "failed" else "",
         }
         if flat or job.variants["envelope"] == "flat":
-            # 1.3: the per-model reference shows a Replicate-style flat object.
+            # #response: the per-model reference shows a Replicate-style flat object.
             fields["urls"] = {"get": get_url, "cancel": f"{get_url}/cancel"}
             return JSONResponse({**fields, "output": outputs, "input": {"prompt": job.prompt}})
         return JSONResponse({"code": 200, "data": {**fields, "outputs": outputs}})
@@ -311,7 +313,7 @@ class AtlasCloud:
         items: list[str]
         if mode == "url":
             items = [prefix_url(request, f"/files/{job.id}/{i}.png") for i in range(job.num_images)]
-        else:  # 1.2 enable_base64_output; bare base64 vs data URI is unconfirmed (1.3)
+        else:  # #request enable_base64_output; bare base64 vs data URI is unconfirmed (#response)
             images = await asyncio.gather(*(self._image(job, i) for i in range(job.num_images)))
             fault = job.content_fault if job.content_fault in ("not_image", "truncated") else None
             items = [base64.b64encode(corrupt(data, fault)).decode() for data in images]
@@ -343,7 +345,7 @@ class AtlasCloud:
             return await self._fault(pending, request)
         fault = fault or job.content_fault
         data = await self._image(job, index)
-        headers = {"cache-control": "public, max-age=1209600"}  # 1.6: kept 14 days by default
+        headers = {"cache-control": "public, max-age=1209600"}  # #price: kept 14 days by default
         if fault == "huge_download":
             headers["x-emulator-fault"] = fault
             return StreamingResponse(self._huge(request), media_type="image/png", headers=headers)
@@ -397,7 +399,7 @@ class AtlasCloud:
         uploads[upload_id] = (filename, content_type, data)
         while len(uploads) > _MAX_STORED_UPLOADS:
             del uploads[next(iter(uploads))]
-        # 1.5: response shape per SKILL.md / mcp-server UploadResponse.
+        # #endpoint-and-auth: response shape per SKILL.md / mcp-server UploadResponse.
         return JSONResponse({"code": 200, "message": "success", "data": {
             "type": content_type,
             "download_url": prefix_url(request, f"/uploads/{upload_id}/{filename}"),
@@ -413,7 +415,7 @@ class AtlasCloud:
         return Response(stored[2], media_type=stored[1])
 
     async def models(self, request: Request) -> Response:
-        # 1.1: the catalogue needs no auth; 1.6: price read from price.actual.base_price.
+        # #endpoint-and-auth: the catalogue needs no auth; #price: price read from price.actual.base_price.
         self.state.hit(request, NAME, "models", "/api/v1/models")
         if (faulted := await self.state.queued_fault(NAME, "models", request, DIALECT)) is not None:
             return faulted
@@ -426,7 +428,7 @@ class AtlasCloud:
         } for model in MODELS]})  # fmt: skip
 
     async def schema(self, request: Request) -> Response:
-        # 1.2: an OpenAPI document; clients read components.schemas.Input.properties.
+        # #request: an OpenAPI document; clients read components.schemas.Input.properties.
         self.state.hit(request, NAME, "models", "/schemas/flux-schnell.json")
         return JSONResponse({"openapi": "3.0.0", "components": {"schemas": {"Input": {
             "type": "object",
@@ -468,7 +470,7 @@ PROVIDER = EmulatedProvider(
     routes=routes,
     stages=("submit", "poll", "download", "upload", "models"),
     faults={
-        # 1.3: a job may fail, stay "processing", or be briefly unknown to the poll; these
+        # #response: a job may fail, stay "processing", or be briefly unknown to the poll; these
         # show at the poll but belong to the job, so the next submit takes a queued one.
         **{fault: ("poll",) for fault in _LIFECYCLE_FAULTS},
         # Bad output files: served by the download (inline base64 outputs carry them too).

@@ -47,7 +47,7 @@ class ValidationError(ValueError):
 
 def bearer_token(request: Request) -> str | None:
     """The token of ``Authorization: Bearer <token>``; the scheme is case-insensitive
-    (DeepInfra's own docs write both ``Bearer`` and ``bearer``, PROVIDERS.md 0)."""
+    (DeepInfra's own docs write both ``Bearer`` and ``bearer``: docs/providers/deepinfra.md)."""
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     return (token.strip() or None) if scheme.lower() == "bearer" else None
 

@@ -1,7 +1,7 @@
 """DeepInfra: OpenAI-compatible and native inference endpoints, under ``/deepinfra``.
 
-PROVIDERS.md 3.1 (OpenAI-compatible), 3.2 (native), 3.3 (errors and limits),
-3.4 (price formula), checklist 6; PROVIDERS-NEXT.md 1.3-1.4 (error shapes: 422 FastAPI
+docs/providers/deepinfra.md: #request (both endpoints), #errors (shapes and limits), #price
+(anchors below are its sections; audit findings D3/D4 are listed there too) (error shapes: 422 FastAPI
 list, DeepError 404, the OpenAI shape as a variant). Both endpoints are synchronous.
 """
 
@@ -41,24 +41,24 @@ __all__ = [
 ]  # fmt: skip
 
 NAME = "deepinfra"
-MODEL_ID = "black-forest-labs/FLUX-1-schnell"  # 3.1: hyphen in FLUX-1, unlike FLUX.1
+MODEL_ID = "black-forest-labs/FLUX-1-schnell"  # #request: hyphen in FLUX-1, unlike FLUX.1
 OPENAI_ROUTE = "/v1/openai/images/generations"
 NATIVE_ROUTE = "/v1/inference/{model:path}"
-# Assumption: the native range is not documented (3.2); FLUX works on 16-px multiples.
+# Assumption: the native range is not documented (#request); FLUX works on 16-px multiples.
 SIZE_MIN, SIZE_MAX, SIZE_STEP = 128, 2048, 16
-PRICE_PER_STEP_MP = 0.0005  # 3.4: $0.0005 x (w/1024) x (h/1024) x iters
-MAX_CONCURRENCY = 200  # 3.3: "200 concurrent requests" per model, then 429
-MODEL_NOT_FOUND = "Model not found"  # PROVIDERS-NEXT.md 1.3: the OpenAPI's DeepError example
-_SIZE = re.compile(r"^(\d+)x(\d+)$")  # 3.1: "1024x1024"
+PRICE_PER_STEP_MP = 0.0005  # #price: $0.0005 x (w/1024) x (h/1024) x iters
+MAX_CONCURRENCY = 200  # #errors: "200 concurrent requests" per model, then 429
+MODEL_NOT_FOUND = "Model not found"  # #errors: the OpenAPI's DeepError example
+_SIZE = re.compile(r"^(\d+)x(\d+)$")  # #request: "1024x1024"
 _INT_FORM_FIELDS = ("num_images", "num_inference_steps", "width", "height", "seed")
 
 # Error wording varies between DeepInfra's sources; the first value is the default.
 VARIANT_GROUPS: VariantGroups = {
-    # PROVIDERS-NEXT.md 1.3 (D4): a 404 (unknown model) is DeepError {"error": ...} in
+    # #errors (audit D4): a 404 (unknown model) is DeepError {"error": ...} in
     # DeepInfra's OpenAPI, and {"detail": {"error": ...}} as the Vercel SDK parses it.
     "not_found": ("deep_error", "detail_error"),
-    # PROVIDERS-NEXT.md 1.4: the OpenAPI shows only FastAPI's 422 for the OpenAI path; an
-    # OpenAI-style {"error": {"message", "type"}} (3.3: assumed from /images/edits) is a variant.
+    # #errors: the OpenAPI shows only FastAPI's 422 for the OpenAI path; an
+    # OpenAI-style {"error": {"message", "type"}} (#errors: assumed from /images/edits) is a variant.
     "openai_path": ("native_errors", "openai_errors"),
 }
 
@@ -66,23 +66,23 @@ Handler = Callable[[Request, "_Call", str | None], Awaitable[Response]]
 
 
 def _detail_error(status: int, message: str) -> JSONResponse:
-    # 3.3: {"detail": {"error": ...}}, the shape the Vercel SDK parses.
+    # #errors: {"detail": {"error": ...}}, the shape the Vercel SDK parses.
     return JSONResponse({"detail": {"error": message}}, status_code=status)
 
 
 def _deep_error(status: int, message: str) -> JSONResponse:
-    # PROVIDERS-NEXT.md 1.3: DeepError, documented for 403/404/423 on /v1/inference/{model}.
+    # #errors: DeepError, documented for 403/404/423 on /v1/inference/{model}.
     return JSONResponse({"error": message}, status_code=status)
 
 
 def _openai_error(status: int, message: str) -> JSONResponse:
-    # Variant only (PROVIDERS-NEXT.md 1.4): OpenAI's shape, which 3.3 assumes from /images/edits.
+    # Variant only (#errors): OpenAI's shape, which #errors assumes from /images/edits.
     kind = "invalid_request_error" if status < 500 else "server_error"
     return JSONResponse({"error": {"message": message, "type": kind}}, status_code=status)
 
 
 def _unprocessable(exc: ValidationError) -> JSONResponse:
-    # PROVIDERS-NEXT.md 1.3 (D3): 422 HTTPValidationError {"detail": [{loc, msg, type}]} on both
+    # #errors (audit D3): 422 HTTPValidationError {"detail": [{loc, msg, type}]} on both
     # endpoints. The "type" names (pydantic v2 style) are an assumption.
     loc = ["body", exc.field] if exc.field else ["body"]
     return JSONResponse({"detail": [{"loc": loc, "msg": str(exc), "type": exc.kind}]}, status_code=422)
@@ -149,7 +149,7 @@ class _Call:
 
 @dataclass
 class DeepInfraState(ProviderState):
-    """Requests in flight against the per-model limit (3.3); config key ``max_concurrency``."""
+    """Requests in flight against the per-model limit (#errors); config key ``max_concurrency``."""
 
     config_keys: ClassVar[ConfigKeys] = {"max_concurrency": config_count}
     max_concurrency: int = MAX_CONCURRENCY
@@ -206,7 +206,7 @@ class DeepInfra:
         if not key_is_valid(bearer_token(request)):
             return call.dialect.error(401, call.dialect.unauthorized_message)
         if self.own.inflight >= self.own.max_concurrency:
-            return call.dialect.error(429, "Rate limited")  # 3.3: 200 concurrent requests per model
+            return call.dialect.error(429, "Rate limited")  # #errors: 200 concurrent requests per model
         self.own.inflight += 1
         try:
             return await handler(request, call, content_fault)
@@ -257,7 +257,7 @@ class DeepInfra:
         content_fault, early = await self._fire_directive_faults(request, call, directives, content_fault)
         if early is not None:
             return early
-        # No seed here (3.1: unconfirmed), so every image gets a fresh random one.
+        # No seed here (#request: unconfirmed), so every image gets a fresh random one.
         # JPEG, as the documented example's "/9j/" prefix suggests (format unconfirmed).
         seeds = [random.randrange(2**32) for _ in range(n)]
         images = await self._images(directives, seeds, size, "jpeg")
@@ -268,7 +268,7 @@ class DeepInfra:
         return JSONResponse({"created": int(time.time()), "data": data})
 
     async def _native_body(self, request: Request) -> dict[str, Any]:
-        """3.2: a JSON body, or a form (``curl -F prompt=...``) whose values are strings."""
+        """#request: a JSON body, or a form (``curl -F prompt=...``) whose values are strings."""
         content_type = request.headers.get("content-type", "")
         if not content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
             return await read_json_object(request)
@@ -289,7 +289,7 @@ class DeepInfra:
         directives = parse_directives(prompt)
         call.add_variants(directives.variants)
         num_images = int(get_int(body, "num_images", 1, 1, 4) or 1)
-        steps = int(get_int(body, "num_inference_steps", 1, 1, 50) or 1)  # 3.2: default 1
+        steps = int(get_int(body, "num_inference_steps", 1, 1, 50) or 1)  # #request: default 1
         size = _dimension(body, "width"), _dimension(body, "height")
         seed = get_int(body, "seed", None, 0, 2**64 - 1)  # assumption: negative refused
         if seed is None:

@@ -1,7 +1,7 @@
 """Atlas Cloud prediction jobs and their timing records.
 
 A job is created by the submit with ``ready = created + latency`` and is done from
-then on (PROVIDERS.md 1.3: ``processing`` -> ``completed``/``failed``). Benchmarks
+then on (docs/providers/atlascloud.md#response: ``processing`` -> ``completed``/``failed``). Benchmarks
 that measure how fast a client notices completion read ``ready`` (when the job
 became done) against ``first_done_poll`` (when a poll first reported it). Times are
 ``time.monotonic()``: CLOCK_MONOTONIC is system-wide on Linux, so a benchmark in

@@ -1,6 +1,6 @@
 """Segmind v1: one blocking POST that answers with JPEG bytes, under ``/segmind``.
 
-PROVIDERS.md 2.1 (request), 2.2 (response and errors), checklist 6.
+docs/providers/segmind.md: #request, #response and #errors (anchors below are its sections).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ __all__ = [
 NAME = "segmind"
 GENERATE_ROUTE = "/v1/flux-schnell"
 CREDITS_ROUTE = "/v1/get-user-credits"
-# 2.1: 27 samplers; the last 17 are inferred from ComfyUI's list (unconfirmed).
+# #request: 27 samplers; the last 17 are inferred from ComfyUI's list (unconfirmed).
 SAMPLERS = (
     "euler", "euler_pp", "euler_ancestral", "euler_ancestral_pp", "heun", "heunpp2",
     "dpm_2", "dpm_2_ancestral", "lms", "dpm_fast",
@@ -46,33 +46,33 @@ SAMPLERS = (
     "ipndm", "ipndm_v", "deis", "ddim", "uni_pc", "uni_pc_bh2",
 )  # fmt: skip
 SCHEDULERS = ("normal", "karras", "exponential", "sgm_uniform", "simple", "ddim_uniform")
-MAX_SAMPLES = 4  # assumption: the range of samples is not documented (2.1)
-COST_PER_IMAGE = 0.008  # 2.4: "~$0.008" per run on the model page
+MAX_SAMPLES = 4  # assumption: the range of samples is not documented (#request)
+COST_PER_IMAGE = 0.008  # #price: "~$0.008" per run on the model page
 START_CREDITS = 100.0  # assumption: x-remaining-credits starts here after each reset
-# The third-party variant: "base64": true answers {"image": "<base64>"} (2.1 [S]).
+# The third-party variant: "base64": true answers {"image": "<base64>"} (#request [S]).
 VARIANT_GROUPS: VariantGroups = {"body": ("jpeg", "json")}
 _PROXY_405 = b"<html><head><title>405 Not Allowed</title></head><body>405 Not Allowed</body></html>"
 
 
 def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)  # 2.2: {"error": "<message>"}
+    return JSONResponse({"error": message}, status_code=status)  # #errors: {"error": "<message>"}
 
 
 DIALECT = Dialect(
     provider=NAME,
     error=_error,
     unauthorized_message="Unauthorized. API key is invalid or may have expired...",
-    credits_status=406,  # 2.2: "406 - Not Acceptable: Not enough credits"
+    credits_status=406,  # #errors: "406 - Not Acceptable: Not enough credits"
     credits_message="Not enough credits",
     rate_limit_message="rate_limit_exceeded",
     missing_fields=lambda: {"status": "success"},  # JSON, but no "image"
-    reset_at_header=True,  # 2.2: 429 has x-rate-limit-reset-at-utc and no Retry-After
+    reset_at_header=True,  # #errors: 429 has x-rate-limit-reset-at-utc and no Retry-After
 )
 
 
 @dataclass
 class SegmindState(ProviderState):
-    """The account balance behind x-remaining-credits (2.2); config key ``credits``."""
+    """The account balance behind x-remaining-credits (#errors); config key ``credits``."""
 
     config_keys: ClassVar[ConfigKeys] = {"credits": config_number}
     credits: float = START_CREDITS
@@ -104,7 +104,7 @@ class Segmind:
         self.own = state.provider_state(NAME, SegmindState)
 
     def _unauthorized(self, request: Request) -> Response | None:
-        # 2.2: the key goes in x-api-key; a Bearer token is not accepted.
+        # #errors: the key goes in x-api-key; a Bearer token is not accepted.
         key = request.headers.get("x-api-key")
         if key is None and "authorization" not in request.headers:
             return _error(401, "Missing Authorization or x-api-key in header")
@@ -127,7 +127,7 @@ class Segmind:
             return denied
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type != "application/json":
-            return _error(406, "Invalid content type")  # 2.2 [S]
+            return _error(406, "Invalid content type")  # #errors [S]
         try:
             body = await read_json_object(request)
             self.state.log_request(request, NAME, "submit", body)
@@ -156,7 +156,7 @@ class Segmind:
         latency = self.state.latency_for(NAME, directives.latency)
         data, _ = await asyncio.gather(self.state.images.get(spec), asyncio.sleep(latency))
         data = corrupt(data, content_fault)
-        self.own.credits -= cost  # 2.2: not billed on non-200
+        self.own.credits -= cost  # #errors: not billed on non-200
         headers = self._credits_headers()
         if content_fault:
             headers["x-emulator-fault"] = content_fault
@@ -165,7 +165,7 @@ class Segmind:
         return Response(data, media_type="image/jpeg", headers=headers)
 
     async def credits(self, request: Request) -> Response:
-        # 2.2: GET /v1/get-user-credits -> {"credits": ..., "free-credits": ...}
+        # #errors: GET /v1/get-user-credits -> {"credits": ..., "free-credits": ...}
         self.state.hit(request, NAME, "credits", CREDITS_ROUTE)
         if (faulted := await self.state.queued_fault(NAME, "credits", request, DIALECT)) is not None:
             return faulted
@@ -179,7 +179,7 @@ class Segmind:
         if request.url.path.removeprefix(request.scope.get("root_path", "")) in (
             GENERATE_ROUTE, CREDITS_ROUTE,
         ):  # fmt: skip
-            return Response(_PROXY_405, 405, media_type="text/html")  # 2.2: 405 is HTML
+            return Response(_PROXY_405, 405, media_type="text/html")  # #errors: 405 is HTML
         return _error(404, "The requested URL does not exist")
 
 
@@ -196,7 +196,7 @@ PROVIDER = EmulatedProvider(
     name=NAME,
     routes=routes,
     stages=("submit", "credits"),
-    # One sync call: a failed inference is a 500 (2.2), bad bytes come in the 200 itself.
+    # One sync call: a failed inference is a 500 (#errors), bad bytes come in the 200 itself.
     faults={fault: ("submit",) for fault in ("failed_job", "not_image", "truncated")},
     variants=VARIANT_GROUPS,
     make_state=SegmindState,

@@ -11,12 +11,12 @@ from typing import ClassVar
 
 import httpx
 
-from ..errors import ProviderFailed, ProviderTimeout
+from ..errors import InsufficientCredits, ProviderError, ProviderFailed, ProviderTimeout
 from ..http import TooLarge, get_with_retries
 from ..models import Capabilities, GenerationRequest
 from ..pricing import PriceRule
 from ..settings import Settings
-from ._base import CallContext, OutputItem, Provider, ProviderCall, ProviderOutput
+from ._base import CallContext, OutputItem, Provider, ProviderCall, ProviderOutput, error_text
 from ._polling import PollSchedule
 
 __all__ = ["AtlasCloud"]
@@ -138,6 +138,16 @@ class AtlasCloud(Provider):
             raise self.malformed(f"a poll answer is {exc}") from exc
         except (httpx.TransportError, httpx.TimeoutException) as exc:
             raise ProviderFailed(self.label, f"polling failed ({type(exc).__name__}). Try again.") from exc
+
+    def error_for(self, response: httpx.Response, *, key: str = "") -> ProviderError:
+        # Atlas's own MCP server reads any error about "insufficient" funds or the "balance" as out of
+        # credit, not only a 402 (docs/providers/atlascloud.md#errors).
+        said = error_text(response, key=key)
+        if response.status_code >= 400 and any(word in said.lower() for word in ("insufficient", "balance")):
+            return InsufficientCredits(
+                self.label, f"the account is out of credits ({said}). Top up at the provider, then retry."
+            )
+        return super().error_for(response, key=key)
 
     def _check_code(self, body: dict[str, object], *, key: str) -> None:
         # saas-starter treats a `code` other than 200 as an error even on HTTP 200

@@ -72,6 +72,6 @@ LAUNCH_KWARGS: dict[str, Any] = {
     "head": HEAD,
     "run_history": False,  # nothing of a run (prompt, pasted keys) is kept in the browser by Gradio
     "footer_links": ["api", "gradio", "settings"],
-    "max_threads": 200,  # caps concurrent events, async ones too (GRADIO6.md §5)
+    "max_threads": 200,  # Gradio's queue runs at most this many events at once, async ones too
     "max_file_size": "1mb",  # the page uploads nothing; Gradio's upload route would take any size
 }

@@ -171,7 +171,7 @@ def test_atlas_auth(client: httpx.Client, emu: EmulatorServer) -> None:
     [
         ({"size": "1024x1024"}, 400),
         ({"size": "100*100"}, 400),
-        ({"size": "1537*1024"}, 400),  # PROVIDERS-NEXT.md 1.1 (A3): each side 256-1536
+        ({"size": "1537*1024"}, 400),  # docs/providers/atlascloud.md#sizes: each side 256-1536
         ({"size": "1024*1537"}, 400),
         ({"size": 1024}, 400),
         ({"num_images": 5}, 400),
@@ -514,7 +514,7 @@ def test_deepinfra_openai_shape(client: httpx.Client, emu: EmulatorServer) -> No
 
 
 def assert_fastapi_422(response: httpx.Response, field: str) -> None:
-    """PROVIDERS-NEXT.md 1.3 (D3): HTTPValidationError {"detail": [{loc, msg, type}]}."""
+    """docs/providers/deepinfra.md#errors (D3): HTTPValidationError {"detail": [{loc, msg, type}]}."""
     assert response.status_code == 422
     (item,) = response.json()["detail"]
     assert item["loc"] == ["body", field]
@@ -559,7 +559,7 @@ def test_deepinfra_unknown_model_is_a_deep_error(client: httpx.Client, emu: Emul
     assert native.status_code == 404 and native.json() == {"error": "Model not found"}
     openai = di_openai(client, emu, model="black-forest-labs/FLUX.1-schnell")
     assert openai.status_code == 404 and openai.json() == {"error": "Model not found"}
-    # The Vercel SDK's reading of the same answer, as a variant (PROVIDERS-NEXT.md 1.3, D4).
+    # The Vercel SDK's reading of the same answer, as a variant (docs/providers/deepinfra.md#errors, D4).
     emu.queue_variants("deepinfra", "detail_error")
     vercel = client.post(emu.base_urls["deepinfra"] + "/v1/inference/other/model", json={}, headers=DI_AUTH)
     assert vercel.status_code == 404 and vercel.json() == {"detail": {"error": "Model not found"}}
@@ -601,7 +601,7 @@ def test_deepinfra_error_faults(client: httpx.Client, emu: EmulatorServer, fault
     native = di_native(client, emu)
     assert native.status_code == status and isinstance(native.json()["detail"]["error"], str)
     emu.inject("deepinfra", fault)
-    openai = di_openai(client, emu)  # PROVIDERS-NEXT.md 1.4: not the OpenAI shape by default
+    openai = di_openai(client, emu)  # docs/providers/deepinfra.md#errors: not the OpenAI shape by default
     assert openai.status_code == status and isinstance(openai.json()["detail"]["error"], str)
     if fault == "credits":
         assert native.json() == {"detail": {"error": "Not enough balance"}}

@@ -487,3 +487,12 @@ class TestValidate:
     def test_nearest_size(self) -> None:
         assert PROVIDER.capabilities.nearest_size(1001, 700) == (1008, 704)
         assert PROVIDER.capabilities.nearest_size(100, 4000) == (256, 1536)
+
+
+def test_an_error_about_the_balance_is_out_of_credits_whatever_its_status() -> None:
+    """Atlas's MCP server reads "insufficient"/"balance" as out of credit (docs/providers/atlascloud.md)."""
+    from flux_playground.errors import InsufficientCredits
+
+    response = httpx.Response(400, json={"code": 400, "msg": "Insufficient balance, please recharge"})
+    error = PROVIDER.error_for(response, key=KEY)
+    assert isinstance(error, InsufficientCredits) and "Top up" in error.message

@@ -32,7 +32,7 @@ OPENAI = NATIVE.with_provider("deepinfra", options={"endpoint": "openai"})
 FULL = GenerationRequest(prompt="a lighthouse", width=768, height=1344, steps=6, seed=77, num_images=2)
 DATA_URI = "data:image/png;base64,iVBORw0KGgo="
 
-# The documented example answer of the native endpoint (PROVIDERS.md 3.2).
+# The documented example answer of the native endpoint (docs/providers/deepinfra.md#response).
 DOCUMENTED_NATIVE = {
     "images": [DATA_URI],
     "nsfw_content_detected": [False],

@@ -18,7 +18,7 @@ from .conftest import Launched
 
 pytestmark = pytest.mark.browser
 
-# GRADIO6.md §4: no sandbox as root, no GPU, and no background traffic on a closed network.
+# No sandbox as root, no GPU, and no background traffic on a closed network (Chromium's own flags).
 ARGS = [
     "--no-sandbox",
     "--disable-gpu",
