@@ -209,9 +209,7 @@ def _app(emulator: EmulatorProcess, mode: str, latency: float) -> Iterator[AppPr
         yield app
 
 
-async def _series(
-    url: str, mode: str, sizes: tuple[int, ...], latency: float, rounds: int
-) -> dict[str, Any]:
+async def _series(url: str, mode: str, sizes: tuple[int, ...], latency: float, rounds: int) -> dict[str, Any]:
     # The naive app is serial: more rounds would add minutes of waiting and show nothing new.
     if mode == "naive":
         return {f"n{n}": await _load(url, mode, n, latency, open_sessions=False) for n in sizes}

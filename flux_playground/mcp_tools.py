@@ -27,6 +27,7 @@ from pydantic import Field
 from .errors import PlaygroundError
 from .images import make_thumbnail
 from .models import GenerationRequest, GenerationResult
+from .providers import PROVIDERS
 from .runs import build_request, check_providers, summarize
 from .service import Playground
 
@@ -77,9 +78,6 @@ def create_mcp(playground: Playground, publish: Publish, *, loopback_only: bool)
     return McpApp(server, asgi)
 
 
-_PROVIDERS_HELP = 'Provider ids to run at, all at once, e.g. ["deepinfra", "segmind"].'
-
-
 def _field(name: str) -> Any:
     """The request model's own description of a field, so the tool and the API say the same."""
     return Field(description=GenerationRequest.model_fields[name].description)
@@ -98,11 +96,23 @@ def _root(ctx: Context[Any, Any, Any]) -> str:
     return str(base).rstrip("/") if base is not None else ""
 
 
+def _name_the_providers(schema: dict[str, Any]) -> None:
+    """Called when the tool's schema is built (create_mcp), so every provider registered by then is
+    named in it."""
+    names = json.dumps(list(PROVIDERS))
+    schema["description"] = f"Provider ids to run at, all at once: one or more of {names}."
+
+
+_PROVIDERS_FIELD = Field(
+    description="Provider ids to run at, all at once.", json_schema_extra=_name_the_providers
+)
+
+
 def _tools(server: FastMCP, playground: Playground, publish: Publish) -> None:
     @server.tool(structured_output=False)
     async def generate(
         prompt: Annotated[str, _field("prompt")],
-        providers: Annotated[list[str], Field(description=_PROVIDERS_HELP)],
+        providers: Annotated[list[str], _PROVIDERS_FIELD],
         ctx: Context[Any, Any, Any],
         width: Annotated[int, _field("width")] = 1024,
         height: Annotated[int, _field("height")] = 1024,

@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import pytest
 from PIL import Image
 from ui.appclient import call_api, event_data, page_fn_index, run_page_event
 
@@ -72,10 +73,22 @@ EXPECTED: dict[str, tuple[type[PlaygroundError], str] | None] = {
 }
 
 
+#: Faults that wait for a timeout (or for a job to show up): seconds each, so they run in the slow tier.
+WAITING = frozenset({"hang", "never_completes", "slow_download", "404_fresh"})
+
+
 def cases(names: list[str] | None = None) -> list[tuple[str, str]]:
     """(provider, fault) for every registered provider the emulator serves, every fault it applies."""
     chosen = names if names is not None else [name for name in PROVIDERS if name in EMULATED]
     return [(name, fault) for name in chosen for fault in EXPECTED if fault_stages(EMULATED[name], fault)]
+
+
+def tiered_cases() -> list[Any]:
+    """`cases()` as pytest parameters, the ones that wait for a timeout marked `slow`."""
+    return [
+        pytest.param(name, fault, marks=pytest.mark.slow) if fault in WAITING else (name, fault)
+        for name, fault in cases()
+    ]
 
 
 def submits(emulator: Any, provider: str) -> int:

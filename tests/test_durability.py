@@ -36,6 +36,8 @@ from flux_playground.history import History
 from flux_playground.limits import Guard
 from flux_playground.settings import Settings
 
+pytestmark = pytest.mark.slow  # kills processes mid-write
+
 REPO = Path(__file__).resolve().parents[1]
 ID_IN_PATH = re.compile(r"/([A-Za-z0-9_-]{22})\.png")
 

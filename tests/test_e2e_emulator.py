@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from faultmatrix import TIMEOUTS, cases, check_backend
+from faultmatrix import TIMEOUTS, check_backend, tiered_cases
 from PIL import Image
 from pydantic import SecretStr
 
@@ -110,12 +110,14 @@ async def test_atlas_response_variants_are_all_understood(server: Any, tmp_path:
     assert len(result.images) == 1 and posts(server, "atlascloud") == 1
 
 
+@pytest.mark.slow
 async def test_atlas_tolerates_404_on_a_fresh_prediction(server: Any, tmp_path: Path) -> None:
     result = await generate(settings_for(server, tmp_path), "atlascloud", prompt="a fox [fault:404_fresh]")
     assert len(result.images) == 1
     assert posts(server, "atlascloud") == 1
 
 
+@pytest.mark.slow
 async def test_atlas_notices_completion_quickly(server: Any, tmp_path: Path) -> None:
     settings = settings_for(server, tmp_path)
     async with Playground(settings) as playground:
@@ -156,13 +158,14 @@ async def test_a_persons_own_key_is_used_instead_of_the_servers(server: Any, tmp
 # --- the fault matrix (tests/faultmatrix.py) ----------------------------------------------------------
 
 
-@pytest.mark.parametrize(("provider", "fault"), cases())
+@pytest.mark.parametrize(("provider", "fault"), tiered_cases())
 async def test_fault_gives_the_right_error_and_never_a_second_post(
     server: Any, tmp_path: Path, provider: str, fault: str
 ) -> None:
     await check_backend(server, settings_for(server, tmp_path, **TIMEOUTS), provider, fault, tmp_path)
 
 
+@pytest.mark.slow
 def test_cli_generates_from_the_emulator_and_prices_match_the_docs(server: Any, tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     for name in PROVIDERS:

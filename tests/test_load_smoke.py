@@ -11,6 +11,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # starts the app and a load generator as processes
+
 REPO = Path(__file__).resolve().parents[1]
 
 

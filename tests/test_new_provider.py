@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import httpx
 import pytest
@@ -23,7 +23,7 @@ from faultmatrix import TIMEOUTS, App, cases, check_app, check_backend
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
-from ui.appclient import call_api, event_data, page_fn_index, serve
+from ui.appclient import call_api, event_data, mcp_session, page_fn_index, serve
 from ui.conftest import emulator_settings
 
 from flux_playground import cli, providers
@@ -202,12 +202,26 @@ def test_the_public_api_and_the_page_generate_with_it(app: App) -> None:
     assert page.success and len(app.saved("A" * 32)) == 1
 
 
+def test_agents_see_it_in_the_mcp_tool_and_generate_with_it(app: App) -> None:
+    async def use(session: Any) -> tuple[Any, Any]:
+        tools = await session.list_tools()
+        arguments = {"prompt": "a red fox", "providers": ["acme"], "width": 512, "height": 512}
+        return tools, await session.call_tool("generate", arguments)
+
+    tools, result = asyncio.run(mcp_session(app.url, use))
+    (generate,) = tools.tools
+    assert '"acme"' in generate.inputSchema["properties"]["providers"]["description"]
+    assert not result.isError and json.loads(result.content[0].text)["providers"]["acme"]["ok"]
+
+
+@pytest.mark.slow
 async def test_its_backend_fault_matrix(server: EmulatorServer, tmp_path: Path) -> None:
     settings = emulator_settings(server, tmp_path, **TIMEOUTS)
     for provider, fault in cases(["acme"]):
         await check_backend(server, settings, provider, fault, tmp_path)
 
 
+@pytest.mark.slow
 def test_its_app_fault_matrix(app: App) -> None:
     acme_cases = cases(["acme"])
     assert {fault for _, fault in acme_cases} >= {

@@ -56,7 +56,7 @@ class AtlasCloud(Provider):
         usd=Decimal("0.003"),
         source="https://www.atlascloud.ai/models/black-forest-labs/flux-schnell/llms.txt",
         checked=date(2026, 12, 1),
-        note="\"$0.003 per image\" (the model page says \"per run\"); docs/providers/atlascloud.md#price.",
+        note='"$0.003 per image" (the model page says "per run"); docs/providers/atlascloud.md#price.',
     )
     credit_statuses = frozenset({402})  # "402 = insufficient balance" (docs/providers/atlascloud.md#errors)
 

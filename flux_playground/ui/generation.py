@@ -25,6 +25,7 @@ __all__ = ["Generation", "generate_outputs"]
 
 log = logging.getLogger(__name__)
 
+
 def generate_outputs() -> list[str]:
     """The outputs of Generate and Stop: a column per registered provider (read when the page is
     built, so a provider registered before that has its column), then the run's own outputs."""

@@ -55,6 +55,7 @@ def field_name(element: str) -> str:
         return KEY_PREFIX + element.removeprefix("key-")
     return {v: k for k, v in _ELEM_IDS.items()}.get(element, element)
 
+
 PROMPT_PLACEHOLDER = "A tiny astronaut hatching from an egg on the moon, soft morning light, 35 mm photo"
 EXAMPLES = [
     ("A tiny astronaut hatching from an egg on the moon, soft morning light, 35 mm photo", "Astronaut egg"),
@@ -122,7 +123,10 @@ def build_blocks(settings: Settings, handlers: Handlers, *, oauth: bool) -> gr.B
         gr.on(
             # Keys on blur, not per keystroke: a pasted key travels only when it is complete.
             [demo.load, *(ui[name].change for name in priced), *(ui[key].blur for key in keys)],
-            *form(controls.update, *priced, *keys), c(*CONTROL_OUTPUTS), trigger_mode="always_last", **cheap,
+            *form(controls.update, *priced, *keys),
+            c(*CONTROL_OUTPUTS),
+            trigger_mode="always_last",
+            **cheap,
         )
         ui["preset"].input(*form(controls.apply_preset, "preset"), c("width", "height"), **cheap)
         gr.on([ui["width"].input, ui["height"].input], *form(controls.match_preset, "width", "height"),
@@ -154,8 +158,17 @@ def build_blocks(settings: Settings, handlers: Handlers, *, oauth: bool) -> gr.B
 
         ui["api_trigger"].click(
             _gallery_as_sent(handlers.api.generate),
-            c("prompt", "providers", "width", "height", "steps", "seed", "num_images", "sampler",
-              "scheduler"),
+            c(
+                "prompt",
+                "providers",
+                "width",
+                "height",
+                "steps",
+                "seed",
+                "num_images",
+                "sampler",
+                "scheduler",
+            ),
             c("api_gallery", "api_summary"),
             api_name="generate",
             concurrency_limit=None,
@@ -233,66 +246,126 @@ def _gallery_as_sent(
 
 def _controls(ui: dict[str, Any], settings: Settings, handlers: Handlers) -> None:
     ui["prompt"] = gr.Textbox(
-        label="Prompt", lines=3, max_lines=10, max_length=MAX_PROMPT_CHARS, elem_id="prompt",
-        placeholder=PROMPT_PLACEHOLDER, info="Ctrl + Enter (⌘ + Enter on a Mac) generates.",
+        label="Prompt",
+        lines=3,
+        max_lines=10,
+        max_length=MAX_PROMPT_CHARS,
+        elem_id="prompt",
+        placeholder=PROMPT_PLACEHOLDER,
+        info="Ctrl + Enter (⌘ + Enter on a Mac) generates.",
     )
     # No fn/outputs: picking an example only fills the prompt, it never runs (or caches) a paid call.
     gr.Examples(
-        [[text] for text, _ in EXAMPLES], inputs=[ui["prompt"]], label="Try an example",
-        example_labels=[label for _, label in EXAMPLES], cache_examples=False, elem_id="examples",
+        [[text] for text, _ in EXAMPLES],
+        inputs=[ui["prompt"]],
+        label="Try an example",
+        example_labels=[label for _, label in EXAMPLES],
+        cache_examples=False,
+        elem_id="examples",
     )
     ui["providers"] = gr.CheckboxGroup(
-        provider_choices(), value=default_providers(handlers), label="Providers", elem_id="providers",
+        provider_choices(),
+        value=default_providers(handlers),
+        label="Providers",
+        elem_id="providers",
         info="The same prompt and seed go to each one at once; results appear side by side.",
     )
     with gr.Row(elem_id="actions"):
         ui["generate"] = gr.Button("Generate", variant="primary", size="lg", elem_id="generate", scale=4)
-        ui["stop"] = gr.Button("Stop", variant="stop", size="lg", elem_id="stop", visible=False, scale=1,
-                               min_width=90)
+        ui["stop"] = gr.Button(
+            "Stop", variant="stop", size="lg", elem_id="stop", visible=False, scale=1, min_width=90
+        )
     with gr.Group(elem_id="size-group"):
         ui["preset"] = gr.Radio(
-            [*PRESETS, CUSTOM], value="1:1", label="Aspect ratio", elem_id="preset", container=True,
+            [*PRESETS, CUSTOM],
+            value="1:1",
+            label="Aspect ratio",
+            elem_id="preset",
+            container=True,
         )
         with gr.Row(equal_height=True, elem_id="size-row"):
             low, high = SIZE_LIMITS
-            ui["width"] = gr.Slider(low, high, value=PRESETS["1:1"][0], step=SIZE_STEP, precision=0,
-                                    label="Width", elem_id="width", min_width=180, buttons=[])
-            ui["height"] = gr.Slider(low, high, value=PRESETS["1:1"][1], step=SIZE_STEP, precision=0,
-                                     label="Height", elem_id="height", min_width=180, buttons=[])
+            ui["width"] = gr.Slider(
+                low,
+                high,
+                value=PRESETS["1:1"][0],
+                step=SIZE_STEP,
+                precision=0,
+                label="Width",
+                elem_id="width",
+                min_width=180,
+                buttons=[],
+            )
+            ui["height"] = gr.Slider(
+                low,
+                high,
+                value=PRESETS["1:1"][1],
+                step=SIZE_STEP,
+                precision=0,
+                label="Height",
+                elem_id="height",
+                min_width=180,
+                buttons=[],
+            )
         with gr.Row(equal_height=True, elem_id="size-info-row"):
             ui["size_info"] = gr.HTML(elem_id="size-info")
             ui["swap"] = gr.Button("⇄ Swap", size="sm", elem_id="swap", scale=0, min_width=80)
     with gr.Accordion("Advanced options", open=False, elem_id="advanced"):
         ui["steps"] = gr.Slider(
-            *STEP_LIMITS, value=DEFAULT_STEPS, step=1, precision=0, label="Steps", elem_id="steps",
+            *STEP_LIMITS,
+            value=DEFAULT_STEPS,
+            step=1,
+            precision=0,
+            label="Steps",
+            elem_id="steps",
             info="FLUX.1 [schnell] is distilled for 1–4 steps; more rarely helps.",
         )
         with gr.Row(equal_height=True):
-            ui["seed"] = gr.Number(-1, label="Seed", precision=0, minimum=-1, maximum=MAX_SEED,
-                                   elem_id="seed", info="Shows the seed of the last run.", scale=3)
-            ui["random_seed"] = gr.Checkbox(True, label="Random seed", elem_id=elem_id("random_seed"),
-                                            scale=1,
-                                            min_width=120)
-        ui["num_images"] = gr.Slider(*IMAGE_LIMITS, value=1, step=1, precision=0, label="Images per provider",
-                                     elem_id=elem_id("num_images"))
+            ui["seed"] = gr.Number(
+                -1,
+                label="Seed",
+                precision=0,
+                minimum=-1,
+                maximum=MAX_SEED,
+                elem_id="seed",
+                info="Shows the seed of the last run.",
+                scale=3,
+            )
+            ui["random_seed"] = gr.Checkbox(
+                True, label="Random seed", elem_id=elem_id("random_seed"), scale=1, min_width=120
+            )
+        ui["num_images"] = gr.Slider(
+            *IMAGE_LIMITS,
+            value=1,
+            step=1,
+            precision=0,
+            label="Images per provider",
+            elem_id=elem_id("num_images"),
+        )
         with gr.Row():
             default = [("Provider default", "")]
             samplers = sorted({s for p in PROVIDERS.values() for s in p.get_capabilities(settings).samplers})
             schedulers = sorted(
                 {s for p in PROVIDERS.values() for s in p.get_capabilities(settings).schedulers}
             )
-            ui["sampler"] = gr.Dropdown(default + [(s, s) for s in samplers], value="", label="Sampler",
-                                        elem_id="sampler")
-            ui["scheduler"] = gr.Dropdown(default + [(s, s) for s in schedulers], value="",
-                                          label="Scheduler", elem_id="scheduler")
+            ui["sampler"] = gr.Dropdown(
+                default + [(s, s) for s in samplers], value="", label="Sampler", elem_id="sampler"
+            )
+            ui["scheduler"] = gr.Dropdown(
+                default + [(s, s) for s in schedulers], value="", label="Scheduler", elem_id="scheduler"
+            )
     with gr.Accordion("Prices for this run", open=True, elem_id="prices-box"):
         ui["prices"] = gr.HTML(elem_id="prices")
     with gr.Accordion("Your API keys", open=False, elem_id="keys"):
         gr.HTML(f'<p class="fp-fine">{render.KEYS_NOTE} Leave empty to use the server\'s key.</p>')
         for name, provider in PROVIDERS.items():
             ui[key_field(name)] = gr.Textbox(
-                label=f"{provider.label} key", type="password", elem_id=elem_id(key_field(name)),
-                placeholder=f"{provider.key_env[0]}", max_lines=1, autoscroll=False,
+                label=f"{provider.label} key",
+                type="password",
+                elem_id=elem_id(key_field(name)),
+                placeholder=f"{provider.key_env[0]}",
+                max_lines=1,
+                autoscroll=False,
             )
 
 
@@ -300,14 +373,23 @@ def _results(ui: dict[str, Any]) -> None:
     ui["empty"] = gr.HTML(render.empty_results_html(), elem_id="results-empty")
     with gr.Row(elem_id="results", equal_height=False):
         for name in PROVIDERS:
-            with gr.Column(visible=False, elem_id=f"result-{name}", elem_classes=["fp-result"],
-                           min_width=220) as column:
+            with gr.Column(
+                visible=False, elem_id=f"result-{name}", elem_classes=["fp-result"], min_width=220
+            ) as column:
                 ui[f"column:{name}"] = column
                 ui[f"status:{name}"] = gr.HTML(elem_classes=["fp-status"])
                 ui[f"gallery:{name}"] = gr.Gallery(
-                    visible=False, show_label=False, format="png", type="filepath", columns=1,
-                    height="auto", object_fit="contain", interactive=False, elem_classes=["fp-images"],
-                    buttons=["download", "fullscreen"], preview=False,
+                    visible=False,
+                    show_label=False,
+                    format="png",
+                    type="filepath",
+                    columns=1,
+                    height="auto",
+                    object_fit="contain",
+                    interactive=False,
+                    elem_classes=["fp-images"],
+                    buttons=["download", "fullscreen"],
+                    preview=False,
                 )
                 ui[f"caption:{name}"] = gr.HTML(elem_classes=["fp-status"])
 
@@ -318,30 +400,60 @@ def _history(ui: dict[str, Any]) -> None:
             gr.HTML('<h2 class="fp-h2">Your history</h2>', elem_id="history-title")
             ui["history_count"] = gr.HTML(elem_id="history-count")
         with gr.Row(equal_height=True, elem_id="history-filters"):
-            ui["search"] = gr.Textbox(placeholder="Search your prompts", show_label=False, max_lines=1,
-                                      elem_id=elem_id("search"), scale=3, container=False)
-            ui["provider_filter"] = gr.Dropdown([("All providers", ""), *provider_choices()], value="",
-                                                show_label=False, elem_id=elem_id("provider_filter"), scale=1,
-                                                container=False, min_width=150)
+            ui["search"] = gr.Textbox(
+                placeholder="Search your prompts",
+                show_label=False,
+                max_lines=1,
+                elem_id=elem_id("search"),
+                scale=3,
+                container=False,
+            )
+            ui["provider_filter"] = gr.Dropdown(
+                [("All providers", ""), *provider_choices()],
+                value="",
+                show_label=False,
+                elem_id=elem_id("provider_filter"),
+                scale=1,
+                container=False,
+                min_width=150,
+            )
         ui["history_empty"] = gr.HTML(render.empty_history_html(False), elem_id="history-empty")
         ui["history"] = gr.Gallery(
-            elem_id="history", show_label=False, columns=6, height="auto", object_fit="cover",
-            allow_preview=False, interactive=False, buttons=[], visible=False, fit_columns=False,
+            elem_id="history",
+            show_label=False,
+            columns=6,
+            height="auto",
+            object_fit="cover",
+            allow_preview=False,
+            interactive=False,
+            buttons=[],
+            visible=False,
+            fit_columns=False,
         )
         ui["more"] = gr.Button("Load more", visible=False, size="sm", elem_id="history-more")
         with gr.Column(visible=False, elem_id="details", variant="panel") as details:
             ui["details"] = details
             with gr.Row(equal_height=False):
                 ui["details_image"] = gr.Image(
-                    type="filepath", format="png", interactive=False, show_label=False, min_width=200,
-                    buttons=["fullscreen"], elem_id="details-image", height=300, scale=2,
+                    type="filepath",
+                    format="png",
+                    interactive=False,
+                    show_label=False,
+                    min_width=200,
+                    buttons=["fullscreen"],
+                    elem_id="details-image",
+                    height=300,
+                    scale=2,
                 )
                 with gr.Column(scale=3, min_width=240):
                     ui["details_html"] = gr.HTML(elem_id="details-text")
                     with gr.Row():
-                        ui["reuse"] = gr.Button("Reuse settings", variant="primary", size="sm",
-                                                elem_id="reuse", min_width=110)
-                        ui["download"] = gr.DownloadButton("Download PNG", size="sm", elem_id="download",
-                                                           min_width=110)
-                        ui["delete"] = gr.Button("Delete", variant="stop", size="sm", elem_id="delete",
-                                                 min_width=80)
+                        ui["reuse"] = gr.Button(
+                            "Reuse settings", variant="primary", size="sm", elem_id="reuse", min_width=110
+                        )
+                        ui["download"] = gr.DownloadButton(
+                            "Download PNG", size="sm", elem_id="download", min_width=110
+                        )
+                        ui["delete"] = gr.Button(
+                            "Delete", variant="stop", size="sm", elem_id="delete", min_width=80
+                        )

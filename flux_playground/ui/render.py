@@ -213,9 +213,21 @@ def history_count_html(shown: int, total: int, who: str) -> str:
 
 
 def details_html(
-    *, prompt: str, provider_label: str, width: int, height: int, steps: int, seed: int | None,
-    sampler: str | None, scheduler: str | None, num_images: int, index: int,
-    estimated: Decimal | None, reported: Decimal | None, latency_s: float, created_at: float,
+    *,
+    prompt: str,
+    provider_label: str,
+    width: int,
+    height: int,
+    steps: int,
+    seed: int | None,
+    sampler: str | None,
+    scheduler: str | None,
+    num_images: int,
+    index: int,
+    estimated: Decimal | None,
+    reported: Decimal | None,
+    latency_s: float,
+    created_at: float,
 ) -> str:
     created = datetime.fromtimestamp(created_at, UTC).strftime("%Y-%m-%d %H:%M UTC")
     rows = [

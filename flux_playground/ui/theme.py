@@ -9,16 +9,28 @@ import gradio as gr
 
 __all__ = ["CSS", "HEAD", "JS", "LAUNCH_KWARGS", "make_theme"]
 
-_SYSTEM_FONTS = ("ui-sans-serif", "system-ui", "-apple-system", "Segoe UI", "Roboto", "Helvetica Neue",
-                 "Arial", "sans-serif")
+_SYSTEM_FONTS = (
+    "ui-sans-serif",
+    "system-ui",
+    "-apple-system",
+    "Segoe UI",
+    "Roboto",
+    "Helvetica Neue",
+    "Arial",
+    "sans-serif",
+)
 _MONO_FONTS = ("ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "monospace")
 
 
 def make_theme() -> gr.themes.Base:
     # Soft's look with system fonts: nothing is fetched, and text renders at once.
     return gr.themes.Soft(
-        primary_hue="indigo", secondary_hue="violet", neutral_hue="slate", radius_size="md",
-        font=_SYSTEM_FONTS, font_mono=_MONO_FONTS,
+        primary_hue="indigo",
+        secondary_hue="violet",
+        neutral_hue="slate",
+        radius_size="md",
+        font=_SYSTEM_FONTS,
+        font_mono=_MONO_FONTS,
     ).set(
         body_background_fill="*neutral_50",
         body_background_fill_dark="*neutral_950",

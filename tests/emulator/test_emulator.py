@@ -216,6 +216,7 @@ def test_atlas_failed_and_never_completing_jobs(client: httpx.Client, emu: Emula
     assert next(j for j in emu.jobs() if j["id"] == pid)["ready"] is None
 
 
+@pytest.mark.slow
 def test_atlas_404_fresh(client: httpx.Client, emu: EmulatorServer) -> None:
     pid = atlas_job(client, emu, prompt="x [fault:404_fresh]")
     first = atlas_poll(client, emu, pid)
@@ -294,6 +295,7 @@ def test_atlas_bad_image_bytes(client: httpx.Client, emu: EmulatorServer, fault:
         decode(base64.b64decode(inline.json()["data"]["outputs"][0]))
 
 
+@pytest.mark.slow
 def test_atlas_slow_and_huge_downloads(client: httpx.Client, emu: EmulatorServer) -> None:
     url = atlas_wait(client, emu, atlas_job(client, emu))["data"]["outputs"][0]
     emu.inject("atlascloud", "slow_download")
@@ -718,6 +720,7 @@ def test_latency_config_and_directive(client: httpx.Client, emu: EmulatorServer)
     assert emu.configure()["provider_latency"] == {}
 
 
+@pytest.mark.slow
 async def test_many_concurrent_requests(emu: EmulatorServer) -> None:
     limits = httpx.Limits(max_connections=200)
     async with httpx.AsyncClient(trust_env=False, timeout=30, limits=limits) as aclient:

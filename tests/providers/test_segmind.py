@@ -148,8 +148,8 @@ class TestErrorFor:
     @pytest.mark.parametrize(
         ("header", "expected"),
         [
-            ((datetime.now(UTC) - timedelta(seconds=60)).isoformat(), 0.0),
-            ("whenever", None),
+            pytest.param((datetime.now(UTC) - timedelta(seconds=60)).isoformat(), 0.0, id="a-minute-ago"),
+            pytest.param("whenever", None, id="garbage"),
         ],
     )
     def test_reset_at_past_or_garbage(self, header: str, expected: float | None) -> None:

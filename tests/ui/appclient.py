@@ -84,6 +84,17 @@ def running_app(workdir: Path, **env: str) -> Iterator[tuple[subprocess.Popen[by
                 server.kill()
 
 
+async def mcp_session(url: str, use: Any) -> Any:
+    """One MCP session with the app (the `mcp` SDK over streamable HTTP, as agents connect)."""
+    from mcp import ClientSession
+    from mcp.client.streamable_http import streamable_http_client
+
+    async with streamable_http_client(f"{url}gradio_api/mcp/") as (read, write, _):
+        async with ClientSession(read, write) as session:
+            await session.initialize()
+            return await use(session)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

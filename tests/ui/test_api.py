@@ -7,7 +7,6 @@ import base64
 import io
 import json
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -18,6 +17,7 @@ from PIL import Image
 from flux_playground.emulator.server import EmulatorServer
 from flux_playground.images import read_png_text
 
+from .appclient import mcp_session
 from .conftest import Launched
 
 
@@ -88,7 +88,7 @@ def test_only_generate_is_public(launched: tuple[Launched, EmulatorServer]) -> N
         "sampler",
         "scheduler",
     ]
-    tools = asyncio.run(_mcp(url, lambda session: session.list_tools())).tools
+    tools = asyncio.run(mcp_session(url, lambda session: session.list_tools())).tools
     generate = next(tool for tool in tools if tool.name == "generate")
     assert generate.inputSchema["properties"]["seed"]["description"].startswith("Seed for reproducible")
 
@@ -128,23 +128,13 @@ def test_api_calls_do_not_pile_up_sessions(launched: tuple[Launched, EmulatorSer
     assert len(demo.state_holder.session_data) == before
 
 
-async def _mcp(url: str, use: Any) -> Any:
-    """One MCP session with the app (the `mcp` SDK over streamable HTTP, as agents connect)."""
-    from mcp import ClientSession
-    from mcp.client.streamable_http import streamable_http_client
-
-    async with streamable_http_client(f"{url}gradio_api/mcp/") as (read, write, _):
-        async with ClientSession(read, write) as session:
-            await session.initialize()
-            return await use(session)
-
-
 def test_the_mcp_tool_returns_images_and_a_summary(launched: tuple[Launched, EmulatorServer]) -> None:
     """An agent gets each image as image content, and a JSON summary with the seed, the cost and a URL
     of the full PNG (which carries its parameters)."""
     arguments = {"prompt": "a lighthouse at dusk", "providers": ["deepinfra"], "width": 512, "height": 512,
                  "steps": 2, "seed": 7, "num_images": 1}  # fmt: skip
-    result = asyncio.run(_mcp(launched[0].url, lambda session: session.call_tool("generate", arguments)))
+    url = launched[0].url
+    result = asyncio.run(mcp_session(url, lambda session: session.call_tool("generate", arguments)))
     assert not result.isError, result.content
     text, image = result.content
     assert text.type == "text" and image.type == "image" and image.mimeType == "image/webp"
