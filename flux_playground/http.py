@@ -37,6 +37,7 @@ __all__ = [
     "make_client",
     "parse_retry_after",
     "read_capped",
+    "same_origin",
 ]
 
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
@@ -182,6 +183,11 @@ def _origin(url: str) -> tuple[str, str, int]:
     return parts.scheme, (parts.hostname or "").lower(), parts.port or default
 
 
+def same_origin(url: str, origin: str) -> bool:
+    """Whether `url` is on `origin` (scheme, host and port): where a provider's key may be sent."""
+    return _origin(url) == _origin(origin)
+
+
 async def check_output_url(url: str, trusted_origin: str) -> None:
     """Raise UnsafeURL unless `url` is safe to fetch on the server.
 
@@ -195,7 +201,7 @@ async def check_output_url(url: str, trusted_origin: str) -> None:
         raise UnsafeURL("refused an output URL with credentials in it")
     if not parts.hostname:
         raise UnsafeURL("refused an output URL without a host")
-    if _origin(url) == _origin(trusted_origin):
+    if same_origin(url, trusted_origin):
         return
     if parts.scheme != "https":
         raise UnsafeURL("refused a plain-http output URL (only https is fetched)")

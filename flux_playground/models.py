@@ -124,10 +124,14 @@ class Capabilities(BaseModel):
     schedulers: tuple[str, ...] = ()
     #: Controls the provider accepts but ignores are not listed as supported: an ignored control is a lie.
     steps: bool = True
+    #: "exact": it makes width × height, within the limits above. "mapped": it takes an aspect ratio
+    #: or makes one fixed size, so any requested size is accepted and `Provider.output_size` says what
+    #: comes back (shown before the run; the size returned is read from the image).
+    sizes: Literal["exact", "mapped"] = "exact"
 
     def problems(self, request: GenerationRequest) -> list[Problem]:
         found: list[Problem] = []
-        for name in ("width", "height"):
+        for name in ("width", "height") if self.sizes == "exact" else ():
             value = getattr(request, name)
             if not self.min_size <= value <= self.max_size or value % self.size_multiple:
                 found.append(

@@ -100,6 +100,9 @@ def quote_one(
             0, f"size must be {caps.min_size}–{caps.max_size} in multiples of {caps.size_multiple}; "
             f"nearest: {nearest[0]} × {nearest[1]}",
         )  # fmt: skip
+    output_size = provider.output_size(shaped, settings)
+    if output_size != (request.width, request.height) and not nearest:
+        notes = (f"makes {output_size[0]} × {output_size[1]}", *notes)
     return Quote(
         provider=provider.name,
         label=provider.label,
@@ -109,7 +112,7 @@ def quote_one(
         missing=missing,
         problems=tuple(problems),
         nearest_size=nearest,
-        output_size=provider.output_size(shaped, settings),
+        output_size=output_size,
         seed=caps.seed,
         steps=caps.steps,
         notes=notes,

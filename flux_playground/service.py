@@ -257,14 +257,14 @@ class Playground:
             if cost is not None
             else (f"${estimated} (estimated)" if estimated is not None else "unknown")
         )
-        honours_seed = provider.get_capabilities(self.settings).seed
-        seed = output.seed if output.seed is not None else (request.seed if honours_seed else None)
+        caps = provider.get_capabilities(self.settings)
+        seed = output.seed if output.seed is not None else (request.seed if caps.seed else None)
         images = []
         for image in checked:
             parameters = a1111_parameters(
                 request.prompt,
                 {
-                    "Steps": request.steps if provider.get_capabilities(self.settings).steps else None,
+                    "Steps": request.steps if caps.steps else None,
                     "Sampler": request.sampler,
                     "Schedule type": request.scheduler,
                     "Seed": seed,
@@ -283,6 +283,12 @@ class Playground:
                     "provider": provider.name,
                     "model": provider.model_id,
                     "request": request.model_dump(mode="json"),
+                    # What the provider was able to honour of the request (docs/providers/).
+                    "honoured": {
+                        "seed": caps.seed or output.seed is not None,
+                        "steps": caps.steps,
+                        "size": [image.width, image.height] == [request.width, request.height],
+                    },
                     "payload": payload,
                     "estimated_cost_usd": _decimal_text(estimated),
                     "reported_cost_usd": _decimal_text(cost),

@@ -59,20 +59,31 @@ async def generate(settings: Settings, provider: str, prompt: str = "a red fox",
 async def test_every_provider_returns_a_png_that_describes_itself(
     server: Any, tmp_path: Path, provider: str
 ) -> None:
-    result = await generate(settings_for(server, tmp_path), provider)
+    """Truthful metadata: the size actually made (which the quote predicted), the seed and steps only
+    where the provider honours them, what it was sent, never the key."""
+    settings = settings_for(server, tmp_path)
+    result = await generate(settings, provider)
 
     assert result.provider == provider and result.request.seed == 42
     (image,) = result.images
     assert Image.open(io.BytesIO(image.png)).format == "PNG"
-    assert (image.width, image.height) == (512, 512)
+    chosen = PROVIDERS[provider]
+    caps = chosen.get_capabilities(settings)
+    predicted = chosen.output_size(result.request, settings)
+    assert (image.width, image.height) == predicted
     text = read_png_text(image.png)
     assert text["parameters"].startswith("a red fox\n")
-    assert (
-        f"Provider: {PROVIDERS[provider].label}" in text["parameters"]
-        and "Size: 512x512" in text["parameters"]
-    )
+    assert f"Provider: {chosen.label}" in text["parameters"]
+    assert f"Size: {image.width}x{image.height}" in text["parameters"]
+    assert ("Steps: 4" in text["parameters"]) == caps.steps
+    assert ("Seed: " in text["parameters"]) == (caps.seed or image.seed is not None)
     provenance = json.loads(text["flux_playground"])
     assert provenance["payload"] == result.payload and provenance["request"]["seed"] == 42
+    assert provenance["honoured"] == {
+        "seed": caps.seed or image.seed is not None,
+        "steps": caps.steps,
+        "size": predicted == (512, 512),
+    }
     assert KEY not in text["parameters"] + text["flux_playground"]
     assert result.estimated_cost_usd is not None and result.estimated_cost_usd > 0
     assert posts(server, provider) == 1

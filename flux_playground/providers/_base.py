@@ -39,7 +39,7 @@ from ..errors import (
     ProviderTimeout,
     RateLimited,
 )
-from ..http import TooLarge, parse_retry_after, read_capped
+from ..http import TooLarge, parse_retry_after, read_capped, same_origin
 from ..models import Capabilities, GenerationRequest, Stage
 from ..pricing import PriceRule, with_override
 from ..settings import Settings
@@ -149,6 +149,11 @@ class Provider(ABC):
 
     def base_url(self, settings: Settings) -> str:
         return (settings.provider(self.name).base_url or self.default_base_url).rstrip("/")
+
+    def own_url(self, url: str, settings: Settings) -> bool:
+        """Whether `url` (a poll or result URL the provider handed back) is on this provider's
+        configured origin: the key is sent nowhere else."""
+        return same_origin(url, self.base_url(settings))
 
     def option(self, settings: Settings, name: str) -> str | None:
         declared = next(o for o in self.options if o.name == name)

@@ -11,13 +11,12 @@ from typing import ClassVar
 
 import httpx
 
-from ..errors import InsufficientCredits, ProviderError, ProviderFailed, ProviderTimeout
-from ..http import TooLarge, get_with_retries
+from ..errors import InsufficientCredits, ProviderError
 from ..models import Capabilities, GenerationRequest
 from ..pricing import PriceRule
 from ..settings import Settings
 from ._base import CallContext, OutputItem, Provider, ProviderCall, ProviderOutput, error_text
-from ._polling import PollSchedule
+from ._polling import JobStatus, poll_job
 
 __all__ = ["AtlasCloud"]
 
@@ -97,47 +96,21 @@ class AtlasCloud(Provider):
 
     async def _poll(self, ctx: CallContext, prediction_id: str) -> ProviderOutput:
         url = f"{self.base_url(ctx.settings)}/api/v1/model/prediction/{prediction_id}"
-        headers = self.auth_headers(ctx.key)
-        schedule = PollSchedule(expected_s=ctx.expected_job_s)
-        started = ctx.clock()
-        deadline = started + ctx.settings.job_timeout
-        ctx.progress("generating", None)
-        last_pending = 0.0
-        while True:
-            elapsed = ctx.clock() - started
-            if ctx.clock() >= deadline:
-                raise ProviderTimeout(
-                    self.label,
-                    f"the job {prediction_id} did not finish within {ctx.settings.job_timeout:g} s",
-                )
-            await ctx.sleep(min(schedule.next_delay(elapsed), max(0.0, deadline - ctx.clock())))
-            response = await self._get(ctx, url, headers)
-            elapsed = ctx.clock() - started
-            if response.status_code in _NOT_YET_STATUSES and elapsed < _NOT_YET_GRACE_S:
-                continue
-            if response.is_error:
-                raise self.error_for(response, key=ctx.key)
+
+        def read(response: httpx.Response) -> JobStatus:
             body = self.read_json(response)
             self._check_code(body, key=ctx.key)
             data = _envelope(body)
             status = str(data.get("status", "")).lower()
             if status in _DONE:
-                # The job finished somewhere between the last "pending" answer and this one.
-                return self._finished(data, prediction_id, job_s=(last_pending + elapsed) / 2)
+                return JobStatus(output=self._finished(data, prediction_id))
             if status in _FAILED:
-                reason = data.get("error") or "no reason given"
-                raise ProviderFailed(self.label, f"the job failed ({str(reason)[:200]}). Try again.")
-            last_pending = elapsed
+                return JobStatus(failure=str(data.get("error") or "no reason given"))
+            return JobStatus()
 
-    async def _get(self, ctx: CallContext, url: str, headers: dict[str, str]) -> httpx.Response:
-        try:
-            return await get_with_retries(
-                ctx.client, url, headers=headers, sleep=ctx.sleep, max_bytes=ctx.max_answer_bytes
-            )
-        except TooLarge as exc:
-            raise self.malformed(f"a poll answer is {exc}") from exc
-        except (httpx.TransportError, httpx.TimeoutException) as exc:
-            raise ProviderFailed(self.label, f"polling failed ({type(exc).__name__}). Try again.") from exc
+        return await poll_job(
+            self, ctx, url, prediction_id, read, not_yet=_NOT_YET_STATUSES, not_yet_grace_s=_NOT_YET_GRACE_S
+        )
 
     def error_for(self, response: httpx.Response, *, key: str = "") -> ProviderError:
         # Atlas's own MCP server reads any error about "insufficient" funds or the "balance" as out of
@@ -157,15 +130,11 @@ class AtlasCloud(Provider):
             fake = httpx.Response(int(str(code)) if str(code).isdigit() else 500, json=body)
             raise self.error_for(fake, key=key)
 
-    def _finished(
-        self, data: dict[str, object], prediction_id: str | None, *, job_s: float | None = None
-    ) -> ProviderOutput:
+    def _finished(self, data: dict[str, object], prediction_id: str | None) -> ProviderOutput:
         items = _outputs(data)
         if not items:
             raise self.malformed("the finished job has no outputs")
-        return ProviderOutput(
-            items=items, request_id=prediction_id or _str_or_none(data.get("id")), job_s=job_s
-        )
+        return ProviderOutput(items=items, request_id=prediction_id or _str_or_none(data.get("id")))
 
     def parse(self, response: httpx.Response) -> ProviderOutput:
         data = _envelope(self.read_json(response))

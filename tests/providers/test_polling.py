@@ -1,10 +1,17 @@
-"""PollSchedule: how many polls a job costs and how late we notice it finished (simulated time)."""
+"""PollSchedule: how many polls a job costs and how late we notice it finished (simulated time);
+poll_job: where the key may go."""
 
 from __future__ import annotations
 
+from typing import Any
+
+import httpx
 import pytest
 
-from flux_playground.providers._polling import FAST_S, MAX_S, PollSchedule
+from flux_playground.providers import PROVIDERS
+from flux_playground.providers._base import CallContext, ProviderOutput
+from flux_playground.providers._polling import FAST_S, MAX_S, JobStatus, PollSchedule, poll_job
+from flux_playground.settings import Settings
 
 
 def simulate(job_s: float, expected_s: float | None) -> tuple[int, float]:
@@ -76,3 +83,45 @@ class TestPollSchedule:
 
     def test_zero_expected_means_unknown(self) -> None:
         assert simulate(10.0, 0.0) == simulate(10.0, None)
+
+
+class TestPollJob:
+    """The shared poll loop: the key goes only to the provider's configured origin."""
+
+    async def _poll(self, url: str, replies: list[dict[str, Any]]) -> tuple[list[httpx.Request], Any]:
+        provider = PROVIDERS["atlascloud"]
+        settings = Settings(
+            _env_file=None, providers={"atlascloud": {"api_key": "k-1", "base_url": "https://api.example"}}
+        )
+        seen: list[httpx.Request] = []
+
+        def handler(request: httpx.Request) -> httpx.Response:
+            seen.append(request)
+            return httpx.Response(200, json=replies.pop(0) if len(replies) > 1 else replies[0])
+
+        def read(response: httpx.Response) -> JobStatus:
+            state = response.json()["state"]
+            return JobStatus(output=ProviderOutput(items=["x"])) if state == "done" else JobStatus()
+
+        async def no_sleep(seconds: float) -> None:
+            return None
+
+        async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+            ctx = CallContext(client=client, settings=settings, key="k-1", sleep=no_sleep)
+            try:
+                return seen, await poll_job(provider, ctx, url, "job-1", read)
+            except Exception as exc:  # the refusal is the result under test
+                return seen, exc
+
+    async def test_a_status_url_on_the_configured_origin_is_polled_with_the_key(self) -> None:
+        replies = [{"state": "running"}, {"state": "done"}]
+        seen, output = await self._poll("https://api.example/jobs/1", replies)
+        assert output.items == ["x"] and output.job_s is not None
+        assert [r.headers["authorization"] for r in seen] == ["Bearer k-1", "Bearer k-1"]
+
+    @pytest.mark.parametrize(
+        "url", ["https://elsewhere.example/jobs/1", "http://api.example/jobs/1", "https://api.example:8443/j"]
+    )
+    async def test_a_status_url_elsewhere_is_refused_before_anything_is_sent(self, url: str) -> None:
+        seen, error = await self._poll(url, [{"state": "done"}])
+        assert seen == [] and "not on the provider's configured origin" in str(error)
