@@ -39,8 +39,9 @@ class Quote:
     #: Why it cannot take this request (empty: it can).
     problems: tuple[str, ...] = ()
     nearest_size: tuple[int, int] | None = None
-    #: The size it will actually make.
+    #: The size it will actually make, and whether that differs from the size asked for.
     output_size: tuple[int, int] = (0, 0)
+    resized: bool = False
     seed: bool = True
     steps: bool = True
     #: Controls it does not take, e.g. "does not take steps".
@@ -101,7 +102,8 @@ def quote_one(
             f"nearest: {nearest[0]} × {nearest[1]}",
         )  # fmt: skip
     output_size = provider.output_size(shaped, settings)
-    if output_size != (request.width, request.height) and not nearest:
+    resized = output_size != (request.width, request.height)
+    if resized and not nearest:
         notes = (f"makes {output_size[0]} × {output_size[1]}", *notes)
     return Quote(
         provider=provider.name,
@@ -113,6 +115,7 @@ def quote_one(
         problems=tuple(problems),
         nearest_size=nearest,
         output_size=output_size,
+        resized=resized,
         seed=caps.seed,
         steps=caps.steps,
         notes=notes,

@@ -181,7 +181,8 @@ def app(server: EmulatorServer, tmp_path_factory: pytest.TempPathFactory) -> Ite
 def test_the_page_offers_prices_and_takes_a_key_for_it(app: App) -> None:
     config = httpx.get(f"{app.url}config").json()
     components = {c["props"].get("elem_id"): c for c in config["components"]}
-    assert ["Acme Images", "acme"] in components["providers"]["props"]["choices"]
+    rows = {row["id"]: row for row in components["providers"]["props"]["props"]["rows"]}
+    assert rows["acme"]["label"] == "Acme Images"
     assert components["key-acme"]["props"]["type"] == "password"
     assert "result-acme" in components
     controls = page_fn_index(app.url, "providers", "change")
@@ -189,8 +190,8 @@ def test_the_page_offers_prices_and_takes_a_key_for_it(app: App) -> None:
     answer = httpx.post(
         f"{app.url}gradio_api/run/predict", json={"data": data, "fn_index": controls, "session_hash": "a"}
     )
-    prices = answer.json()["data"][0]
-    assert 'data-provider="acme"' in prices and "$0.0011" in prices and "your key" in prices
+    (row,) = [row for row in answer.json()["data"][0]["props"]["rows"] if row["id"] == "acme"]
+    assert row["cost"] == "$0.0011" and row["ready"] == "your key" and row["usable"]
 
 
 def test_the_public_api_and_the_page_generate_with_it(app: App) -> None:

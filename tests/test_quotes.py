@@ -15,7 +15,7 @@ from flux_playground.models import GenerationRequest
 from flux_playground.quotes import Quote, quote
 from flux_playground.settings import Settings
 from flux_playground.ui.controls import generate_label, pricing_request
-from flux_playground.ui.render import prices_html
+from flux_playground.ui.picker import picker_rows
 
 
 @pytest.fixture
@@ -38,8 +38,9 @@ def test_the_cheapest_usable_provider_is_marked(settings: Settings) -> None:
     assert quotes["deepinfra"].cost_text == "$0.002"
     assert quotes["segmind"].cost_text == "≈ $0.008"  # approximate: converted from GPU time
     assert {q.readiness for q in quotes.values()} == {"server key"}
-    html = prices_html(list(quotes.values()), ["deepinfra", "segmind"])
-    assert 'data-provider="deepinfra"' in html and "per megapixel-step" in html
+    rows = picker_rows(list(quotes.values()))
+    assert rows[0]["id"] == cheapest[0] and rows[0]["badge"] and "cheapest" in rows[0]["classes"]
+    assert {r["id"]: r["basis"] for r in rows}["deepinfra"] == "$0.0005 per megapixel-step"
     assert generate_label(list(quotes.values()), ["deepinfra", "segmind"]) == "Generate · ≈ $0.01"
 
 
@@ -66,7 +67,8 @@ def test_readiness_and_unknown_prices(emulator: EmulatorServer, tmp_path: Path) 
     assert {q.readiness for q in demo} == {"demo"}
     unknown = Quote("x", "X", None, None, "server key")
     assert unknown.cost_text == "unknown" and generate_label([unknown], ["x"]) == "Generate · price unknown"
-    assert "$0" not in prices_html([unknown], ["x"])
+    (row,) = picker_rows([unknown])
+    assert row["cost"] == "unknown" and row["basis"] == "no price known"
     priced = Quote("y", "Y", Decimal("0.003"), None, "server key")
     assert generate_label([unknown, priced], ["x", "y"]) == "Generate · ≈ $0.003 + unknown"
 

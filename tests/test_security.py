@@ -135,7 +135,7 @@ def test_no_key_reaches_any_output_or_store(
             data = event_data(url, controls, pasted)
             body = {"data": data, "fn_index": controls, "session_hash": "keys"}
             answer = httpx.post(f"{url}gradio_api/run/predict", json=body, timeout=30)
-            assert answer.status_code == 200 and "fp-prices" in answer.text
+            assert answer.status_code == 200 and '"rows"' in answer.text
             seen.append(answer.text)
             # Every byte the app wrote, read while it still runs (the WAL is checkpointed at close).
             written = {path: path.read_bytes() for path in data_dir.rglob("*") if path.is_file()}

@@ -20,12 +20,13 @@ from ..service import Playground
 from . import render
 from . import values as raw
 from .form import Form
+from .picker import picker_rows
 from .presets import CUSTOM, IMAGE_LIMITS, PRESETS, describe_size, preset_for, swapped_preset
 from .updates import ordered
 
 __all__ = ["CONTROL_OUTPUTS", "Controls", "generate_label", "pricing_request"]
 
-CONTROL_OUTPUTS = ["prices", "generate", "steps", "sampler", "scheduler", "size_info", "num_images"]
+CONTROL_OUTPUTS = ["providers", "generate", "steps", "sampler", "scheduler", "size_info", "num_images"]
 
 
 def pricing_request(width: int, height: int, steps: object, num_images: object) -> GenerationRequest | None:
@@ -84,7 +85,7 @@ class Controls:
             images_label += f" — at most: {limits}"
         values: dict[str, Any] = {
             "num_images": gr.update(label=images_label),
-            "prices": render.prices_html(quotes, chosen),
+            "providers": gr.update(rows=picker_rows(quotes)),
             "generate": gr.update(value=generate_label(quotes, chosen)),
             "steps": gr.update(label=steps_label),
             "size_info": render.size_html(width, height, describe_size(width, height)),

@@ -19,6 +19,7 @@ from .form import KEY_PREFIX, Form, key_field
 from .handlers import Handlers
 from .history_view import DETAIL_OUTPUTS, HISTORY_OUTPUTS, REUSE_OUTPUTS
 from .identity import BROWSER_SECRET, BROWSER_STORAGE_KEY
+from .picker import build_picker, picker_rows
 from .presets import (
     CUSTOM,
     DEFAULT_STEPS,
@@ -112,6 +113,7 @@ def build_blocks(settings: Settings, handlers: Handlers, *, oauth: bool) -> gr.B
         ui["api_gallery"] = gr.Gallery(visible=False, format="png", label="Images")
         ui["api_summary"] = gr.JSON(visible=False, label="Summary")
         ui["api_trigger"] = gr.Button(visible=False, elem_id="api-generate")
+        ui["api_providers"] = gr.CheckboxGroup(provider_choices(), visible=False, label="Providers")
 
         def c(*names: str) -> list[Any]:
             return [ui[name] for name in names]
@@ -160,7 +162,7 @@ def build_blocks(settings: Settings, handlers: Handlers, *, oauth: bool) -> gr.B
             _gallery_as_sent(handlers.api.generate),
             c(
                 "prompt",
-                "providers",
+                "api_providers",
                 "width",
                 "height",
                 "steps",
@@ -263,13 +265,10 @@ def _controls(ui: dict[str, Any], settings: Settings, handlers: Handlers) -> Non
         cache_examples=False,
         elem_id="examples",
     )
-    ui["providers"] = gr.CheckboxGroup(
-        provider_choices(),
-        value=default_providers(handlers),
-        label="Providers",
-        elem_id="providers",
-        info="The same prompt and seed go to each one at once; results appear side by side.",
-    )
+    chosen = default_providers(handlers)
+    request = pricing_request(*PRESETS["1:1"], DEFAULT_STEPS, 1)
+    ui["providers"] = build_picker(chosen, picker_rows(handlers.playground.quote(request)))
+    gr.HTML(f'<p class="fp-fine" id="prices-note">{render.PRICES_NOTE}</p>')
     with gr.Row(elem_id="actions"):
         ui["generate"] = gr.Button("Generate", variant="primary", size="lg", elem_id="generate", scale=4)
         ui["stop"] = gr.Button(
@@ -354,8 +353,6 @@ def _controls(ui: dict[str, Any], settings: Settings, handlers: Handlers) -> Non
             ui["scheduler"] = gr.Dropdown(
                 default + [(s, s) for s in schedulers], value="", label="Scheduler", elem_id="scheduler"
             )
-    with gr.Accordion("Prices for this run", open=True, elem_id="prices-box"):
-        ui["prices"] = gr.HTML(elem_id="prices")
     with gr.Accordion("Your API keys", open=False, elem_id="keys"):
         gr.HTML(f'<p class="fp-fine">{render.KEYS_NOTE} Leave empty to use the server\'s key.</p>')
         for name, provider in PROVIDERS.items():

@@ -3,18 +3,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from html import escape
 
 from ..models import GenerationRequest, GenerationResult
 from ..pricing import format_usd
-from ..quotes import Quote
 from ..runs import Slot
 
 __all__ = [
     "KEYS_NOTE",
+    "PRICES_NOTE",
     "caption_html",
     "demo_banner_html",
     "details_html",
@@ -23,7 +22,6 @@ __all__ = [
     "header_html",
     "history_count_html",
     "image_caption",
-    "prices_html",
     "result_caption",
     "size_html",
     "slot_html",
@@ -66,51 +64,14 @@ def size_html(width: int, height: int, description: str) -> str:
     )
 
 
-_READY_CLASS = {"server key": "ok", "your key": "ok", "demo": "demo", "not configured": "missing"}
-
-
 def usd(value: Decimal | None) -> str:
     return format_usd(value)
 
 
-def prices_html(quotes: Sequence[Quote], chosen: Sequence[str]) -> str:
-    body = []
-    for q in quotes:
-        classes = " ".join(
-            name
-            for name, on in (
-                ("chosen", q.provider in chosen), ("cheapest", q.cheapest), ("blocked", bool(q.problems)),
-                ("unready", not q.ready),
-            )
-            if on
-        )  # fmt: skip
-        badge = '<span class="fp-badge">cheapest</span>' if q.cheapest else ""
-        notes = "".join(f'<div class="fp-note">{escape(note)}</div>' for note in q.notes)
-        rule_note = f"{q.rule.note} Source: {q.rule.source}" if q.rule is not None else "No price known."
-        title = escape(rule_note, quote=True)
-        cost = '<span class="fp-unknown">unknown</span>' if q.cost is None else escape(q.cost_text)
-        basis = q.rule.describe() if q.rule is not None else "no price known"
-        why = (
-            f'<div class="fp-why">Cannot take these settings: {escape("; ".join(q.problems))}.</div>'
-            if q.problems
-            else ""
-        )
-        body.append(
-            f'<tr class="{classes}" data-provider="{escape(q.provider, quote=True)}">'
-            f'<td class="fp-name"><span class="fp-label">{escape(q.label)}</span>{badge}{notes}{why}</td>'
-            f'<td class="fp-cost" title="{title}"><div class="fp-amount">{cost}</div>'
-            f'<div class="fp-basis">{escape(basis)}</div></td>'
-            f'<td class="fp-key"><span class="fp-ready {_READY_CLASS[q.readiness]}">'
-            f"{escape(q.readiness)}</span></td></tr>"
-        )
-    return (
-        '<div class="fp-prices-wrap"><table class="fp-prices">'
-        "<thead><tr><th>Provider</th><th>This run</th><th>Key</th></tr></thead>"
-        f"<tbody>{''.join(body)}</tbody></table>"
-        '<p class="fp-fine">Estimated before you pay, at the settings above. "≈": the provider bills '
-        "by GPU time and this is our conversion. Each image shows the actual charge when the provider "
-        "reports it.</p></div>"
-    )
+PRICES_NOTE = (
+    "Estimated before you pay, at these settings (≈: our reading of the provider's published figures). "
+    "Each image shows the real charge when the provider reports it. Hover a price for its source."
+)
 
 
 def _usd(value: Decimal | None) -> str:

@@ -99,17 +99,34 @@ def test_no_key_or_secret_reaches_the_page_config(launched: tuple[Launched, Emul
 
 
 def test_generations_run_concurrently(launched: tuple[Launched, EmulatorServer]) -> None:
-    """Gradio's default concurrency of 1 per event would make four 1-second runs take 4 s."""
-    import time
+    """Gradio's default concurrency of 1 per event would serialise people behind each other: four
+    calls at once must be at the provider at the same time (the emulator counts them in flight)."""
+    import threading
 
+    emulator = launched[1]
+    peak = {"inflight": 0}
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            inflight = int(emulator.stats()["providers"]["deepinfra"]["inflight"])
+            peak["inflight"] = max(peak["inflight"], inflight)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
     client = Client(launched[0].url, verbose=False)
-    started = time.monotonic()
-    jobs = [
-        client.submit(f"fox {i} [latency:1]", ["deepinfra"], 512, 512, 1, -1, 1, "", "", api_name="/generate")
-        for i in range(4)
-    ]
-    assert all(len(job.result()[0]) == 1 for job in jobs)
-    assert time.monotonic() - started < 3.0
+    try:
+        jobs = [
+            client.submit(
+                f"fox {i} [latency:1.5]", ["deepinfra"], 512, 512, 1, -1, 1, "", "", api_name="/generate"
+            )
+            for i in range(4)
+        ]
+        assert all(len(job.result()[0]) == 1 for job in jobs)
+    finally:
+        stop.set()
+        watcher.join()
+    assert peak["inflight"] == 4
 
 
 def test_api_calls_do_not_pile_up_sessions(launched: tuple[Launched, EmulatorServer]) -> None:

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
 
 from flux_playground.emulator.server import EmulatorServer
 from flux_playground.images import read_png_text
@@ -59,9 +59,13 @@ def open_page(browser: Browser, launched: tuple[Launched, EmulatorServer], width
     return page
 
 
+def provider_box(page: Page, name: str) -> Locator:
+    return page.locator(f"#providers .fp-row[data-provider={name}] input")
+
+
 def choose(page: Page, names: list[str]) -> None:
-    for name, provider in PROVIDERS.items():
-        box = page.locator("#providers label", has_text=provider.label).locator("input")
+    for name in PROVIDERS:
+        box = provider_box(page, name)
         if box.is_checked() != (name in names):
             box.click()
         expect(box).to_be_checked(checked=name in names)
@@ -116,23 +120,49 @@ def test_generate_with_two_providers(browser: Browser, launched: tuple[Launched,
 
 def test_price_table_follows_the_size(browser: Browser, launched: tuple[Launched, EmulatorServer]) -> None:
     page = open_page(browser, launched)
-    prices = page.locator("#prices")
-    expect(prices.locator("tr[data-provider=deepinfra] .fp-amount")).to_have_text("$0.002")
+    prices = page.locator("#providers")
+    expect(prices.locator(".fp-row[data-provider=deepinfra] .fp-amount")).to_have_text("$0.002")
     expect(page.locator("#generate")).to_have_text("Generate · ≈ $0.002")
-    expect(prices.locator("tr.cheapest")).to_have_attribute("data-provider", "deepinfra")
+    expect(prices.locator(".fp-row.cheapest")).to_have_attribute("data-provider", "deepinfra")
 
     set_slider(page, "width", 2048)
-    expect(prices.locator("tr[data-provider=deepinfra] .fp-amount")).to_have_text("$0.004")
-    expect(prices.locator("tr[data-provider=atlascloud]")).to_contain_text("nearest: 1536 × 1024")
+    expect(prices.locator(".fp-row[data-provider=deepinfra] .fp-amount")).to_have_text("$0.004")
+    expect(prices.locator(".fp-row[data-provider=atlascloud]")).to_contain_text("nearest: 1536 × 1024")
     expect(page.locator("#preset input[value=Custom]")).to_be_checked()
 
     page.locator("#preset label", has_text="16:9").click()
     expect(page.locator("#width input[type=number]")).to_have_value("1344")
     expect(page.locator("#height input[type=number]")).to_have_value("768")
-    expect(prices.locator("tr[data-provider=atlascloud]")).not_to_contain_text("Cannot take")
+    expect(prices.locator(".fp-row[data-provider=atlascloud]")).not_to_contain_text("Cannot take")
     page.click("#swap")
     expect(page.locator("#width input[type=number]")).to_have_value("768")
     expect(page.locator("#preset input[value='9:16']")).to_be_checked()
+    page.context.close()
+
+
+def test_the_picker_sorts_by_price_and_offers_quick_choices(
+    browser: Browser, launched: tuple[Launched, EmulatorServer]
+) -> None:
+    page = open_page(browser, launched)
+    rows = page.locator("#providers .fp-row")
+    expect(rows).to_have_count(len(PROVIDERS))
+    amounts = [float(text.strip("≈ $")) for text in rows.locator(".fp-amount").all_inner_texts()]
+    assert amounts == sorted(amounts)  # cheapest first
+    expect(rows.first).to_have_class(re.compile(r"\bcheapest\b"))
+
+    page.click("#providers button[data-pick=none]")
+    expect(page.locator("#providers input:checked")).to_have_count(0)
+    expect(page.locator("#generate")).to_have_text("Generate")
+    page.click("#providers button[data-pick=cheapest]")
+    chosen = min(3, len(PROVIDERS))
+    expect(page.locator("#providers input:checked")).to_have_count(chosen)
+    for n in range(chosen):
+        expect(rows.nth(n).locator("input")).to_be_checked()
+    expect(page.locator("#providers .fp-chosen-count")).to_have_text(f"{chosen} of {len(PROVIDERS)} chosen")
+    total = sum(amounts[:chosen])
+    expect(page.locator("#generate")).to_have_text(re.compile(rf"≈ \${total:.4f}".rstrip("0").rstrip(".")))
+    page.click("#providers button[data-pick=ready]")
+    expect(page.locator("#providers input:checked")).to_have_count(len(PROVIDERS))
     page.context.close()
 
 
@@ -163,8 +193,8 @@ def test_reuse_settings_from_history_and_reload(
     expect(page.locator("#preset input[value='3:2']")).to_be_checked()
     expect(page.locator("#seed input")).to_have_value(seed)
     expect(page.locator("#random-seed input")).not_to_be_checked()
-    expect(page.locator("#providers label", has_text="Segmind").locator("input")).to_be_checked()
-    expect(page.locator("#providers label", has_text="DeepInfra").locator("input")).not_to_be_checked()
+    expect(provider_box(page, "segmind")).to_be_checked()
+    expect(provider_box(page, "deepinfra")).not_to_be_checked()
 
     # The history belongs to this browser and survives a reload...
     page.reload()

@@ -1,0 +1,137 @@
+"""The provider picker: one row per provider with its checkbox, its price for the current settings,
+what it will honour (the size it makes, seed, steps), and whether it is ready; sorted by price, the
+cheapest usable one marked; quick choices ("Cheapest 3", "All ready", "Clear").
+
+A `gr.HTML` custom component (Gradio 6: html_template + js_on_load): its value is the list of chosen
+provider ids, exactly what a CheckboxGroup would hold; its `rows` prop is re-sent by the controls'
+update whenever a price can change. Setting `props.value` in the browser fires `change` by itself.
+Everything in a row is escaped here: the template inserts the strings as they are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from decimal import Decimal
+from html import escape
+from typing import Any
+
+import gradio as gr
+
+from ..quotes import Quote
+
+__all__ = ["build_picker", "picker_rows"]
+
+_READY_CLASS = {"server key": "ok", "your key": "ok", "demo": "demo", "not configured": "missing"}
+#: "Cheapest 3" picks this many.
+QUICK_COUNT = 3
+
+# `value` is whatever the browser holds: anything but a list counts as nothing chosen.
+_TEMPLATE = """<div class="fp-picker">${((chosen) => `
+<div class="fp-picker-head">
+  <span class="fp-picker-title">Providers
+    <span class="fp-chosen-count">${chosen.length} of ${rows.length} chosen</span></span>
+  <span class="fp-quick" role="group" aria-label="Quick choices">
+    <button type="button" class="fp-pick" data-pick="cheapest">Cheapest ${quick}</button>
+    <button type="button" class="fp-pick" data-pick="ready">All ready</button>
+    <button type="button" class="fp-pick" data-pick="none">Clear</button>
+  </span>
+</div>
+<div class="fp-rows" role="group" aria-label="Providers">${rows.map((r) => `
+  <label class="fp-row${r.classes}${chosen.includes(r.id) ? " chosen" : ""}" data-provider="${r.id}">
+    <input type="checkbox" data-id="${r.id}"${chosen.includes(r.id) ? " checked" : ""}>
+    <span class="fp-row-main">
+      <span class="fp-row-name"><span class="fp-label">${r.label}</span>${r.badge}</span>
+      <span class="fp-honours">${r.honours}</span>${r.why}
+    </span>
+    <span class="fp-cost" title="${r.title}">
+      <span class="fp-amount">${r.cost}</span><span class="fp-basis">${r.basis}</span>
+    </span>
+    <span class="fp-ready ${r.ready_class}" title="${r.ready_title}">${r.ready}</span>
+  </label>`).join("")}
+</div>`)(Array.isArray(value) ? value : [])}</div>"""
+
+_JS = """
+const ids = () => (props.rows || []).map((row) => row.id);
+const choose = (chosen) => {
+  const keep = new Set(chosen);
+  props.value = ids().filter((id) => keep.has(id));  // Gradio fires `change` for this
+};
+// The template re-renders by patching the DOM, which sets the `checked` attribute, not the state of
+// a box the person has already clicked: set that state from the value after each render.
+const sync = () => {
+  const chosen = new Set(Array.isArray(props.value) ? props.value : []);
+  element.querySelectorAll("input[data-id]").forEach((box) => { box.checked = chosen.has(box.dataset.id); });
+};
+// Every prop: a prop's name in quotes here would make Gradio take it for a custom event name.
+watch(Object.keys(props), sync);
+element.addEventListener("change", (event) => {
+  const box = event.target.closest("input[data-id]");
+  if (!box) return;
+  const chosen = new Set(Array.isArray(props.value) ? props.value : []);
+  if (box.checked) chosen.add(box.dataset.id); else chosen.delete(box.dataset.id);
+  choose(chosen);
+});
+element.addEventListener("click", (event) => {
+  const button = event.target.closest("button[data-pick]");
+  if (!button) return;
+  const usable = (props.rows || []).filter((row) => row.usable).map((row) => row.id);
+  const picks = {cheapest: usable.slice(0, props.quick), ready: usable, none: []};
+  choose(picks[button.dataset.pick] || []);
+});
+"""
+
+
+def build_picker(chosen: list[str], rows: list[dict[str, Any]]) -> gr.HTML:
+    return gr.HTML(
+        chosen,
+        html_template=_TEMPLATE,
+        js_on_load=_JS,
+        elem_id="providers",
+        rows=rows,
+        quick=QUICK_COUNT,
+        label="Providers",
+    )
+
+
+def picker_rows(quotes: Sequence[Quote]) -> list[dict[str, Any]]:
+    """The rows, cheapest usable first; providers that cannot run this request last."""
+    ordered = sorted(quotes, key=lambda q: (not q.usable, q.cost is None, q.cost or Decimal(0), q.label))
+    return [_row(q) for q in ordered]
+
+
+def _row(q: Quote) -> dict[str, Any]:
+    rule = q.rule
+    title = f"{rule.note} Source: {rule.source}" if rule is not None else "No price known."
+    ready, ready_title = str(q.readiness), ""
+    if q.readiness == "not configured":
+        ready = "needs a key"
+        ready_title = f"Set {', '.join(q.missing)} on the server, or paste your own key below."
+    why = f"Cannot take these settings: {'; '.join(q.problems)}." if q.problems else ""
+    return {
+        "id": escape(q.provider, quote=True),
+        "classes": (" cheapest" if q.cheapest else "") + ("" if q.usable else " blocked"),
+        "label": escape(q.label),
+        "badge": '<span class="fp-badge">cheapest</span>' if q.cheapest else "",
+        "cost": escape(q.cost_text),
+        "basis": escape(rule.describe() if rule is not None else "no price known"),
+        "title": escape(title, quote=True),
+        "honours": _honours_html(q),
+        "why": f'<span class="fp-why">{escape(why)}</span>' if why else "",
+        "ready": escape(ready),
+        "ready_class": _READY_CLASS[q.readiness],
+        "ready_title": escape(ready_title, quote=True),
+        "usable": q.usable,
+    }
+
+
+def _honours_html(q: Quote) -> str:
+    """What this provider will do with the request: the size it makes, seed and steps."""
+    width, height = q.output_size
+    parts = []
+    if width and height:
+        parts.append(("changed", f"makes {width} × {height}") if q.resized else ("", f"{width} × {height}"))
+    parts.append(("", "seed") if q.seed else ("no", "no seed"))
+    parts.append(("", "steps") if q.steps else ("no", "no steps"))
+    return "".join(
+        f'<span class="fp-h{" " + css if css else ""}">{escape(text)}</span>' for css, text in parts
+    )
