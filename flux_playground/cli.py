@@ -97,9 +97,12 @@ async def _generate(args: argparse.Namespace, settings: Settings) -> dict[str, o
     return {
         "provider": result.provider,
         "files": files,
-        "seed": result.images[0].seed if result.images else result.request.seed,
-        "width": result.request.width,
-        "height": result.request.height,
+        # None when the provider does not honour a seed (no claim the image can be made again).
+        "seed": result.images[0].seed if result.images else None,
+        # The size made, which an aspect-ratio or fixed-size provider may choose itself.
+        "width": result.images[0].width if result.images else result.request.width,
+        "height": result.images[0].height if result.images else result.request.height,
+        "requested_size": [result.request.width, result.request.height],
         "steps": result.request.steps,
         "estimated_cost_usd": _number(result.estimated_cost_usd),
         "reported_cost_usd": _number(result.reported_cost_usd),

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -75,28 +75,43 @@ class GenerationRequest(BaseModel):
         return self.width * self.height / 1_000_000
 
 
+#: How the fields are called where people set them (the page's labels, the CLI's flags).
+_FIELD_NAMES = {
+    "prompt": "The prompt",
+    "width": "Width",
+    "height": "Height",
+    "steps": "Steps",
+    "seed": "The seed",
+    "num_images": "Images per provider",
+    "sampler": "The sampler",
+    "scheduler": "The scheduler",
+}
+
+
 def parse_request(fields: dict[str, object]) -> GenerationRequest:
     """Build a request from loose input (CLI flags, form fields, API JSON) or raise one InvalidRequest
-    whose message lists every problem in plain words."""
+    whose message lists every problem in plain words, one sentence each."""
     try:
         return GenerationRequest.model_validate(fields)
     except ValidationError as exc:
-        problems = []
-        for error in exc.errors(include_url=False, include_input=False):
-            name = ".".join(str(part) for part in error["loc"]) or "request"
-            message = error["msg"]
-            if error["type"] == "string_too_short" and name == "prompt":
-                message = "empty; describe the image you want"
-            elif error["type"] == "extra_forbidden":
-                message = "not a known setting (check the spelling)"
-            message = message.removeprefix("Value error, ")
-            for pydantic_words, ours in (("Input should be", "must be"), ("String should", "must")):
-                message = message.replace(pydantic_words, ours)
-            problems.append(f"{name}: {message}")
+        problems = [_sentence(error) for error in exc.errors(include_url=False, include_input=False)]
         first = exc.errors()[0]["loc"]
-        raise InvalidRequest(
-            "Please fix: " + "; ".join(problems) + ".", field=str(first[0]) if first else None
-        ) from None
+        raise InvalidRequest(" ".join(problems), field=str(first[0]) if first else None) from None
+
+
+def _sentence(error: Any) -> str:
+    name = ".".join(str(part) for part in error["loc"]) or "request"
+    if error["type"] == "string_too_short" and name == "prompt":
+        return "Write a prompt: describe the image you want."
+    if error["type"] == "extra_forbidden":
+        unknown = str(error["loc"][0]) if error["loc"] else ""
+        return f"Unknown setting {unknown[:40]!r} (check the spelling)."
+    if error["type"] == "missing":
+        return f"{_FIELD_NAMES.get(name, name)} is missing."
+    message = str(error["msg"]).removeprefix("Value error, ").split(", unable to parse")[0]
+    for pydantic_words, ours in (("Input should be", "must be"), ("String should", "must")):
+        message = message.replace(pydantic_words, ours)
+    return f"{_FIELD_NAMES.get(name, name)} {message}".rstrip(".") + "."
 
 
 class Problem(BaseModel):

@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from datetime import date
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -138,6 +138,17 @@ def with_override(rule: PriceRule | None, provider: str, override: Mapping[str, 
         ) from exc
 
 
-def format_usd(value: Decimal | None) -> str:
-    """ "$0.002" for a price, "unknown" when there is none (never "$0")."""
-    return "unknown" if value is None else f"${format(value.normalize(), 'f')}"
+def format_usd(value: Decimal | None, *, significant: int | None = None) -> str:
+    """ "$0.002" for a price, "unknown" when there is none (never "$0").
+
+    `significant`: rounded for reading (2 → "$0.0077" for 0.007719, "$0.00065", "$1.25"), half up,
+    and never below a cent's worth of digits for amounts of a dollar or more.
+    """
+    if value is None:
+        return "unknown"
+    if significant is not None and value:
+        exponent = value.copy_abs().adjusted() - significant + 1
+        value = value.quantize(Decimal(1).scaleb(min(exponent, -2)), rounding=ROUND_HALF_UP)
+        if value.copy_abs() >= 1:
+            return f"${value.quantize(Decimal('0.01'))}"
+    return f"${format(value.normalize(), 'f')}"

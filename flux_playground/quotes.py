@@ -20,7 +20,7 @@ from .pricing import PriceRule, format_usd
 from .providers import PROVIDERS, Provider
 from .settings import Settings
 
-__all__ = ["Quote", "Readiness", "check_prices", "quote", "quote_one"]
+__all__ = ["Quote", "Readiness", "approximate", "check_prices", "quote", "quote_one"]
 
 #: "demo": the built-in emulator answers (nothing is billed); "not configured": its variables are unset.
 Readiness = Literal["server key", "your key", "demo", "not configured"]
@@ -64,7 +64,7 @@ class Quote:
     def cost_text(self) -> str:
         if self.cost is None:
             return "unknown"
-        return ("≈ " if self.approximate else "") + format_usd(self.cost)
+        return ("≈ " if self.approximate else "") + format_usd(self.cost, significant=2)
 
 
 def quote_one(
@@ -139,6 +139,12 @@ def quote(
         return quotes
     best = min(priced)
     return [replace(q, cheapest=True) if q.usable and q.cost == best else q for q in quotes]
+
+
+def approximate(provider: str, settings: Settings) -> bool:
+    """Whether this provider's estimate is our reading rather than its published figure ("≈")."""
+    rule = PROVIDERS[provider].price_rule(settings)
+    return rule is not None and rule.approximate
 
 
 def check_prices(settings: Settings) -> None:

@@ -205,7 +205,8 @@ def charges_for(
     """The estimated cost at each provider that bills the owner's key (None: price unknown).
 
     Left out: everything in demo mode (the emulator bills nothing), providers the person pasted a
-    key for (they pay), and providers the server cannot run (they fail unbilled).
+    key for (they pay), and providers the server cannot run or that cannot take these settings (they
+    fail before any call, unbilled).
     """
     settings = playground.settings
     if settings.demo_mode:
@@ -216,7 +217,10 @@ def charges_for(
         provider = PROVIDERS[name]
         if (own is not None and own.get_secret_value().strip()) or not provider.configured(settings):
             continue
-        charges[name] = provider.estimate(provider.shape(request, settings), settings)
+        shaped = provider.shape(request, settings)
+        if provider.get_capabilities(settings).problems(shaped):
+            continue  # refused before any call, unbilled
+        charges[name] = provider.estimate(shaped, settings)
     return charges
 
 

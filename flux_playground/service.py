@@ -163,7 +163,10 @@ class Playground:
             if on_progress is not None:
                 on_progress(ProgressEvent(chosen.name, stage, detail))
 
-        pixels = request.width * request.height
+        # Read bounds from the size the provider makes (an aspect-ratio provider may make more pixels
+        # than were asked for), or a whole answer could be refused after it was billed.
+        made = chosen.output_size(request, self.settings)
+        pixels = max(request.width * request.height, made[0] * made[1])
         ctx = CallContext(
             client=self.client,
             settings=self.settings,

@@ -136,30 +136,27 @@ class TestParseRequest:
 
     def test_empty_prompt(self) -> None:
         exc = self.fails({"prompt": "  "})
-        assert str(exc) == "Please fix: prompt: empty; describe the image you want."
+        assert str(exc) == "Write a prompt: describe the image you want."
         assert exc.field == "prompt"
 
     def test_missing_prompt(self) -> None:
-        assert str(self.fails({})) == "Please fix: prompt: Field required."
+        assert str(self.fails({})) == "The prompt is missing."
 
     def test_control_characters(self) -> None:
         assert str(self.fails({"prompt": "a\x00b"})) == (
-            "Please fix: prompt: contains control characters; remove them."
+            "The prompt contains control characters; remove them."
         )
 
     def test_every_problem_is_listed(self) -> None:
         exc = self.fails({"prompt": "fox", "width": 100, "seed": -1, "cfg": 3})
         assert str(exc) == (
-            "Please fix: width: must be greater than or equal to 256; seed: must be greater than or "
-            "equal to 0; cfg: not a known setting (check the spelling)."
+            "Width must be greater than or equal to 256. The seed must be greater than or equal to 0. "
+            "Unknown setting 'cfg' (check the spelling)."
         )
         assert exc.field == "width"
 
     def test_too_long(self) -> None:
-        assert (
-            str(self.fails({"prompt": "x" * 4001}))
-            == "Please fix: prompt: must have at most 4000 characters."
-        )
+        assert str(self.fails({"prompt": "x" * 4001})) == "The prompt must have at most 4000 characters."
 
 
 class TestCapabilities:

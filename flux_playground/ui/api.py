@@ -11,6 +11,7 @@ from typing import Any
 import gradio as gr
 
 from ..errors import PlaygroundError
+from ..quotes import approximate
 from ..runs import build_request, check_providers, image_seed, summarize
 from ..service import Playground
 from . import render
@@ -87,7 +88,13 @@ class Api:
                 if slot.result is not None:
                     paths = await asyncio.to_thread(self.scratch.write, slot.result)
                     files[name] = [str(path) for path in paths]
-                    caption = render.image_caption(slot.result, image_seed(slot.result))
+                    settings = self.playground.settings
+                    caption = render.image_caption(
+                        slot.result,
+                        image_seed(slot.result),
+                        approximate=approximate(name, settings),
+                        demo=settings.demo_mode,
+                    )
                     gallery += [(str(path), caption) for path in paths]
             summary = summarize(last, files)
         except PlaygroundError as exc:  # refused before any call: a limit, a cap, a size

@@ -26,7 +26,9 @@ from .updates import ordered
 
 __all__ = ["CONTROL_OUTPUTS", "Controls", "generate_label", "pricing_request"]
 
-CONTROL_OUTPUTS = ["providers", "generate", "steps", "sampler", "scheduler", "size_info", "num_images"]
+CONTROL_OUTPUTS = [
+    "providers", "generate", "nearest", "steps", "sampler", "scheduler", "size_info", "num_images",
+]  # fmt: skip
 
 
 def pricing_request(width: int, height: int, steps: object, num_images: object) -> GenerationRequest | None:
@@ -39,16 +41,49 @@ def pricing_request(width: int, height: int, steps: object, num_images: object) 
 
 
 def generate_label(quotes: Sequence[Quote], chosen: Sequence[str]) -> str:
-    """'Generate · ≈ $0.005' for the chosen providers; every run is an estimate until it is billed."""
+    """'Generate · ≈ $0.005' for the chosen providers that can run these settings; every run is an
+    estimate until it is billed. Providers that cannot run are not counted, and the label says so."""
     picked = [q for q in quotes if q.provider in chosen]
     if not picked:
-        return "Generate"
-    known = [q.cost for q in picked if q.cost is not None]
+        return "Choose a provider"
+    usable = [q for q in picked if q.usable]
+    if not usable:
+        return "None of the chosen providers can run this" if len(picked) > 1 else "It cannot run this"
+    known = [q.cost for q in usable if q.cost is not None]
     if not known:
-        return "Generate · price unknown"
-    total = render.usd(sum(known, Decimal(0)))
-    suffix = " + unknown" if len(known) < len(picked) else ""
-    return f"Generate · ≈ {total}{suffix}"
+        label = "Generate · price unknown"
+    else:
+        suffix = " + unknown" if len(known) < len(usable) else ""
+        label = f"Generate · ≈ {render.usd(sum(known, Decimal(0)))}{suffix}"
+    if len(usable) < len(picked):
+        label += f" ({len(usable)} of {len(picked)} can run)"
+    return label
+
+
+def fitting_size(quotes: Sequence[Quote], chosen: Sequence[str]) -> tuple[int, int] | None:
+    """The size nearest to the one asked for that every chosen provider refusing it for its size
+    accepts (None when no chosen provider is held back by the size, or no size fits them all)."""
+    held = [q for q in quotes if q.provider in chosen and q.nearest_size is not None]
+    if not held:
+        return None
+    caps = [PROVIDERS[q.provider].capabilities for q in held]
+    size = held[0].nearest_size
+    assert size is not None
+    for _ in range(3):  # snapping to one provider's grid can move off another's: settle in turns
+        for cap in caps:
+            size = cap.nearest_size(*size)
+    fits = all(cap.sizes == "mapped" or not cap.problems(_sized(size)) for cap in caps)
+    return size if fits else None
+
+
+def _sized(size: tuple[int, int]) -> GenerationRequest:
+    return GenerationRequest(prompt="size", width=size[0], height=size[1])
+
+
+def _nearest_button(size: tuple[int, int] | None) -> Any:
+    if size is None:
+        return gr.update(visible=False)
+    return gr.update(visible=True, value=f"Use {size[0]} × {size[1]}")
 
 
 def _who(names: Sequence[str]) -> str:
@@ -86,7 +121,11 @@ class Controls:
         values: dict[str, Any] = {
             "num_images": gr.update(label=images_label),
             "providers": gr.update(rows=picker_rows(quotes)),
-            "generate": gr.update(value=generate_label(quotes, chosen)),
+            "generate": gr.update(
+                value=generate_label(quotes, chosen),
+                interactive=any(q.usable for q in quotes if q.provider in chosen),
+            ),
+            "nearest": _nearest_button(fitting_size(quotes, chosen)),
             "steps": gr.update(label=steps_label),
             "size_info": render.size_html(width, height, describe_size(width, height)),
         }
@@ -106,8 +145,8 @@ class Controls:
 
     @staticmethod
     def fixed_seed(form: Form) -> bool:
-        """Typing a seed means "use this one": switch random off."""
-        return False
+        """Typing a seed means "use this one": switch random off; typing −1 means random."""
+        return raw.number(form.seed, 0) < 0
 
     @staticmethod
     def apply_preset(form: Form) -> tuple[Any, Any]:
@@ -118,6 +157,13 @@ class Controls:
     @staticmethod
     def match_preset(form: Form) -> str:
         return preset_for(*form.size())
+
+    def use_nearest(self, form: Form) -> tuple[Any, Any]:
+        """The fitting size (see `fitting_size`) into the width and height sliders."""
+        chosen = [name for name in raw.texts(form.providers) if name in PROVIDERS]
+        width, height = form.size()
+        size = fitting_size(self.playground.quote(pricing_request(width, height, 4, 1)), chosen)
+        return size if size is not None else (gr.skip(), gr.skip())
 
     @staticmethod
     def swap_size(form: Form) -> tuple[Any, Any, str]:

@@ -12,6 +12,7 @@ from ..errors import PlaygroundError
 from ..history import History
 from ..models import GenerationResult
 from ..providers import PROVIDERS
+from ..quotes import approximate
 from ..service import Playground
 from . import render
 from .form import Form
@@ -31,7 +32,7 @@ def generate_outputs() -> list[str]:
     built, so a provider registered before that has its column), then the run's own outputs."""
     return [
         *(f"{part}:{name}" for name in PROVIDERS for part in ("column", "status", "gallery", "caption")),
-        "empty", "seed", "stop", "run", "browser_id", *HISTORY_OUTPUTS,
+        "empty", "seed", "stop", "run", "browser_id", "generate", *HISTORY_OUTPUTS,
     ]  # fmt: skip
 
 
@@ -39,6 +40,13 @@ class Generation:
     def __init__(self, playground: Playground, history: History, view: HistoryView, scratch: Scratch) -> None:
         self.playground, self.history, self.view, self.scratch = playground, history, view, scratch
         self.outputs = generate_outputs()
+
+    @property
+    def _demo(self) -> bool:
+        return self.playground.settings.demo_mode
+
+    def _approximate(self, name: str) -> bool:
+        return approximate(name, self.playground.settings)
 
     async def generate(
         self, form: Form, profile: gr.OAuthProfile | None = None, request: gr.Request | None = None
@@ -68,7 +76,9 @@ class Generation:
                     paths, note = await self._save(identity.owner, slot.result)
                     saved_any = saved_any or not note
                     values[f"status:{name}"] = render.slot_html(slot, snap.now, snap.request)
-                    values[f"caption:{name}"] = render.caption_html(slot.result, note)
+                    values[f"caption:{name}"] = render.caption_html(
+                        slot.result, note, approximate=self._approximate(name), demo=self._demo
+                    )
                     values[f"gallery:{name}"] = gr.update(
                         value=[(path, None) for path in paths],
                         visible=True,
@@ -98,6 +108,8 @@ class Generation:
             "seed": seed,
             "stop": gr.update(visible=True),
             "browser_id": identity.browser_id,
+            # Busy until the run ends; the controls' update then puts the price back (layout.py).
+            "generate": gr.update(value="Generating…", interactive=False),
         }
         for name in PROVIDERS:
             values[f"column:{name}"] = gr.update(visible=name in names)

@@ -122,14 +122,15 @@ def build_blocks(settings: Settings, handlers: Handlers, *, oauth: bool) -> gr.B
         keys = [key_field(name) for name in PROVIDERS]
         controls, generation, history = handlers.controls, handlers.generation, handlers.history
         priced = ("providers", "width", "height", "steps", "num_images")
+        refresh = (*form(controls.update, *priced, *keys), c(*CONTROL_OUTPUTS))
         gr.on(
             # Keys on blur, not per keystroke: a pasted key travels only when it is complete.
             [demo.load, *(ui[name].change for name in priced), *(ui[key].blur for key in keys)],
-            *form(controls.update, *priced, *keys),
-            c(*CONTROL_OUTPUTS),
+            *refresh,
             trigger_mode="always_last",
             **cheap,
         )
+        ui["nearest"].click(*form(controls.use_nearest, *priced), c("width", "height"), **cheap)
         ui["preset"].input(*form(controls.apply_preset, "preset"), c("width", "height"), **cheap)
         gr.on([ui["width"].input, ui["height"].input], *form(controls.match_preset, "width", "height"),
               c("preset"), **cheap)  # fmt: skip
@@ -146,7 +147,10 @@ def build_blocks(settings: Settings, handlers: Handlers, *, oauth: bool) -> gr.B
             show_progress="hidden",  # each provider column shows its own progress
             **private,
         )  # fmt: skip
-        ui["stop"].click(*form(generation.stop, "run"), c(*generation.outputs), cancels=[run], **cheap)
+        run.then(*refresh, **cheap)  # the Generate button back, with its price, however the run ended
+        ui["stop"].click(*form(generation.stop, "run"), c(*generation.outputs), cancels=[run], **cheap).then(
+            *refresh, **cheap
+        )
 
         queued = {"show_progress": "hidden", "concurrency_limit": None, **private}
         demo.load(*form(history.load, *filters), c("browser_id", *HISTORY_OUTPUTS), **queued)
@@ -308,6 +312,7 @@ def _controls(ui: dict[str, Any], settings: Settings, handlers: Handlers) -> Non
             )
         with gr.Row(equal_height=True, elem_id="size-info-row"):
             ui["size_info"] = gr.HTML(elem_id="size-info")
+            ui["nearest"] = gr.Button(visible=False, size="sm", elem_id="nearest", scale=0, min_width=120)
             ui["swap"] = gr.Button("⇄ Swap", size="sm", elem_id="swap", scale=0, min_width=80)
     with gr.Accordion("Advanced options", open=False, elem_id="advanced"):
         ui["steps"] = gr.Slider(
@@ -324,10 +329,9 @@ def _controls(ui: dict[str, Any], settings: Settings, handlers: Handlers) -> Non
                 -1,
                 label="Seed",
                 precision=0,
-                minimum=-1,
-                maximum=MAX_SEED,
                 elem_id="seed",
-                info="Shows the seed of the last run.",
+                # No minimum/maximum here: Gradio's own check answers in its words; ours say what to do.
+                info=f"0 to {MAX_SEED}; −1 for a new one each run. Shows the seed of the last run.",
                 scale=3,
             )
             ui["random_seed"] = gr.Checkbox(

@@ -65,7 +65,8 @@ def size_html(width: int, height: int, description: str) -> str:
 
 
 def usd(value: Decimal | None) -> str:
-    return format_usd(value)
+    """For reading: two significant digits ("$0.0077"); the details panel shows the exact figures."""
+    return format_usd(value, significant=2)
 
 
 PRICES_NOTE = (
@@ -78,17 +79,26 @@ def _usd(value: Decimal | None) -> str:
     return format_usd(value)
 
 
-def result_caption(result: GenerationResult, seed: int | None) -> str:
-    """'seed 42 · 1.23 s · est. $0.003 · billed $0.0021' (billed only when the provider says)."""
-    parts = [f"seed {seed}" if seed is not None else "seed unknown", f"{result.latency_s:.2f} s"]
-    parts.append(f"est. {_usd(result.estimated_cost_usd)}")
+def result_caption(
+    result: GenerationResult, seed: int | None, *, approximate: bool = False, demo: bool = False
+) -> str:
+    """'seed 42 · 1.23 s · est. $0.003 · billed $0.0021' (billed only when the provider says; in demo
+    mode nothing is billed, and the caption says what the run would cost for real)."""
+    parts = [f"seed {seed}" if seed is not None else "seed unknown", f"{result.latency_s:.2f}\u00a0s"]
+    estimate = ("≈\u00a0" if approximate else "") + usd(result.estimated_cost_usd)
+    if demo:
+        parts.append(f"demo, nothing billed (real: {estimate})")
+        return " · ".join(parts)
+    parts.append(f"est. {estimate}")
     if result.reported_cost_usd is not None:
-        parts.append(f"billed {_usd(result.reported_cost_usd)}")
+        parts.append(f"billed {usd(result.reported_cost_usd)}")
     return " · ".join(parts)
 
 
-def image_caption(result: GenerationResult, seed: int | None) -> str:
-    return f"{result.provider_label} · {result_caption(result, seed)}"
+def image_caption(
+    result: GenerationResult, seed: int | None, *, approximate: bool = False, demo: bool = False
+) -> str:
+    return f"{result.provider_label} · {result_caption(result, seed, approximate=approximate, demo=demo)}"
 
 
 def _slot_head(slot: Slot, state: str) -> str:
@@ -116,15 +126,23 @@ def slot_html(slot: Slot, now: float, request: GenerationRequest) -> str:
     )
 
 
-def caption_html(result: GenerationResult, note: str = "") -> str:
-    """Under the images: seed, latency and cost (estimated, and billed when the provider says)."""
+def caption_html(
+    result: GenerationResult, note: str = "", *, approximate: bool = False, demo: bool = False
+) -> str:
+    """Under the images: seed, latency and cost (estimated, and billed when the provider says), and
+    the size the provider actually made (which may differ from the size asked for)."""
     first = result.images[0].seed if result.images else None
     seed = first if first is not None else result.request.seed
     count = len(result.images)
-    size = f"{result.request.width} × {result.request.height}"
+    made = (result.images[0].width, result.images[0].height) if result.images else None
+    size = f"{made[0]}\u00a0×\u00a0{made[1]}" if made else ""
+    asked = (result.request.width, result.request.height)
+    if made and made != asked:
+        size += f" (asked {asked[0]}\u00a0×\u00a0{asked[1]})"
+    caption = result_caption(result, seed, approximate=approximate, demo=demo)
     extra = f'<p class="fp-warn">{escape(note)}</p>' if note else ""
     return (
-        f'<div class="fp-slot-caption"><p class="fp-caption">{escape(result_caption(result, seed))}</p>'
+        f'<div class="fp-slot-caption"><p class="fp-caption">{escape(caption)}</p>'
         f'<p class="fp-sub">{count} image{"s" if count != 1 else ""} · {size}</p>{extra}</div>'
     )
 

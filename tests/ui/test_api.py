@@ -61,7 +61,7 @@ def test_random_seed_is_reported_and_failures_are_per_provider(
 
 
 def test_readable_errors(client: Client) -> None:
-    with pytest.raises(AppError, match="prompt: empty; describe the image you want"):
+    with pytest.raises(AppError, match="Write a prompt: describe the image you want"):
         client.predict("", ["deepinfra"], 1024, 1024, 4, -1, 1, "", "", api_name="/generate")
     with pytest.raises(AppError, match="Choose at least one provider"):
         client.predict("a fox", [], 1024, 1024, 4, -1, 1, "", "", api_name="/generate")

@@ -205,11 +205,11 @@ async def test_one_provider_failing_does_not_hide_the_other(
 
 
 async def test_errors_become_readable_messages(handlers: Handlers) -> None:
-    with pytest.raises(gr.Error, match="prompt: empty; describe the image you want"):
+    with pytest.raises(gr.Error, match="Write a prompt: describe the image you want"):
         await collect(handlers, "   ", ["deepinfra"])
     with pytest.raises(gr.Error, match="Choose at least one provider"):
         await collect(handlers, "a fox", [])
-    with pytest.raises(gr.Error, match="Please fix: width"):
+    with pytest.raises(gr.Error, match="Width must be less than or equal to 2048"):
         await collect(handlers, "a fox", ["deepinfra"], width=4096)
     # A missing key names the variable to set, in that provider's slot.
     settings = handlers.playground.settings.with_provider("atlascloud", api_key=None)
