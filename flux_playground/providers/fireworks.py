@@ -12,12 +12,11 @@ from typing import ClassVar
 import httpx
 
 from ..errors import InputRejected, InsufficientCredits, ProviderError
-from ..http import answer_cap
 from ..models import MAX_SEED, Capabilities, GenerationRequest
 from ..pricing import PriceRule
 from ..settings import Settings
 from ..sizes import nearest_ratio, size_for_ratio
-from ._base import CallContext, OutputItem, Provider, ProviderCall, ProviderOutput, error_text
+from ._base import OutputItem, Provider, ProviderCall, ProviderOutput, error_text
 
 __all__ = [
     "ASPECT_RATIOS", "PIXELS_PER_IMAGE", "ZERO_SEED_SENT_AS", "Fireworks", "aspect_ratio_for", "sent_seed",
@@ -100,14 +99,6 @@ class Fireworks(Provider):
             "seed": sent_seed(request.seed),
         }
         return {name: value for name, value in body.items() if value is not None}
-
-    async def run(self, ctx: CallContext, call: ProviderCall) -> ProviderOutput:
-        # The image comes back at the ratio's size, which may hold more pixels than the size asked for
-        # (docs/providers/fireworks.md#sizes): the answer may be as large as that image needs.
-        width, height = size_for_ratio(str(call.json["aspect_ratio"]), PIXELS_PER_IMAGE)
-        needed = answer_cap(1, width * height, ctx.settings.max_download_bytes)
-        ctx.max_answer_bytes = max(ctx.max_answer_bytes, needed)
-        return await super().run(ctx, call)
 
     def parse(self, response: httpx.Response) -> ProviderOutput:
         content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
