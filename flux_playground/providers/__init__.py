@@ -15,6 +15,7 @@ from ..settings import Settings
 from ._base import CallContext, Option, OutputItem, Provider, ProviderCall, ProviderOutput
 from .atlascloud import AtlasCloud
 from .deepinfra import DeepInfra
+from .fal import Fal
 from .fireworks import Fireworks
 from .segmind import Segmind
 
@@ -39,6 +40,7 @@ __all__ = [
 PROVIDERS: dict[str, Provider] = {
     "atlascloud": AtlasCloud(),
     "deepinfra": DeepInfra(),
+    "fal": Fal(),
     "fireworks": Fireworks(),
     "segmind": Segmind(),
 }
