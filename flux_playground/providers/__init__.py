@@ -17,6 +17,7 @@ from .atlascloud import AtlasCloud
 from .deepinfra import DeepInfra
 from .fal import Fal
 from .fireworks import Fireworks
+from .runware import Runware
 from .segmind import Segmind
 
 __all__ = [
@@ -42,6 +43,7 @@ PROVIDERS: dict[str, Provider] = {
     "deepinfra": DeepInfra(),
     "fal": Fal(),
     "fireworks": Fireworks(),
+    "runware": Runware(),
     "segmind": Segmind(),
 }
 

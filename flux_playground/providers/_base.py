@@ -5,6 +5,7 @@
       auth_headers(key)                  how the key is sent                  (override if not Bearer)
       payload(request, settings)         the provider's own JSON body         (override)
     run(ctx, call)                       send once, then `parse`              (override for async jobs)
+      request_body(payload)              the JSON value sent for the payload  (override if it is wrapped)
       parse(response)                    body -> ProviderOutput               (override)
     error_for(response)                  HTTP error -> our exception tree     (usually not overridden;
                                                                               set `credit_statuses`)
@@ -270,6 +271,11 @@ class Provider(ABC):
             "POST", self.base_url(settings) + self.route(settings), headers, self.payload(request, settings)
         )
 
+    def request_body(self, payload: dict[str, object]) -> object:
+        """The JSON value sent for `payload`: the payload itself, unless the API wants it wrapped (Runware
+        takes a JSON array of tasks). `ProviderCall.json` and the result's metadata keep the payload."""
+        return payload
+
     # --- sending and reading -------------------------------------------------------------------
 
     async def run(self, ctx: CallContext, call: ProviderCall) -> ProviderOutput:
@@ -280,7 +286,9 @@ class Provider(ABC):
 
     async def send_once(self, ctx: CallContext, call: ProviderCall, *, timeout: float) -> httpx.Response:
         """POST exactly once; turn every transport failure and HTTP error into our exceptions."""
-        request = ctx.client.build_request(call.method, call.url, headers=call.headers, json=call.json)
+        request = ctx.client.build_request(
+            call.method, call.url, headers=call.headers, json=self.request_body(call.json)
+        )
         try:
             async with asyncio.timeout(timeout):
                 streamed = await ctx.client.send(request, stream=True)

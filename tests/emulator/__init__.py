@@ -1,0 +1,1 @@
+"""Emulator tests (a package, so their module names do not clash with tests/providers/)."""

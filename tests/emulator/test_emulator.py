@@ -662,7 +662,8 @@ def test_stats_count_every_request(client: httpx.Client, emu: EmulatorServer) ->
     assert stats["faults_fired"]["atlascloud"] == {"500": 1}
     assert stats["jobs"]["total"] == 1
     assert stats["user_agents"]["atlascloud"][f"python-httpx/{httpx.__version__}"] == 4
-    # Each provider's own figures sit under its name (other registered providers have theirs).
+    # Each provider's own figures sit under its name (every registered provider has an entry).
+    assert set(stats["providers"]) == set(EMULATED)
     assert {name: stats["providers"][name] for name in ("atlascloud", "deepinfra", "segmind")} == {
         "atlascloud": {"uploads": 0},
         "deepinfra": {"inflight": 0, "max_concurrency": 200},
