@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from . import atlascloud, deepinfra, segmind
+from . import atlascloud, deepinfra, segmind, together
 from .emulated import EmulatedProvider
 from .faults import FAULTS
 
@@ -21,6 +21,7 @@ EMULATED: dict[str, EmulatedProvider] = {
     "atlascloud": atlascloud.PROVIDER,
     "deepinfra": deepinfra.PROVIDER,
     "segmind": segmind.PROVIDER,
+    "together": together.PROVIDER,
 }
 
 # A URL path segment; it cannot start with "_", so it never shadows /_emulator.

@@ -15,7 +15,9 @@ from ..settings import Settings
 from ._base import CallContext, Option, OutputItem, Provider, ProviderCall, ProviderOutput
 from .atlascloud import AtlasCloud
 from .deepinfra import DeepInfra
+from .openai_images import owner_providers
 from .segmind import Segmind
+from .together import Together
 
 __all__ = [
     "PROVIDERS",
@@ -28,6 +30,7 @@ __all__ = [
     "Variables",
     "all_variables",
     "any_configured",
+    "check_configuration",
     "get_provider",
     "register",
     "unregister",
@@ -39,6 +42,7 @@ PROVIDERS: dict[str, Provider] = {
     "atlascloud": AtlasCloud(),
     "deepinfra": DeepInfra(),
     "segmind": Segmind(),
+    "together": Together(),
 }
 
 
@@ -54,6 +58,26 @@ def register(provider: Provider) -> None:
 
 def unregister(name: str) -> Provider:
     return PROVIDERS.pop(name)
+
+
+def _register_owner_endpoints() -> str | None:
+    """The owner's OpenAI-compatible endpoints (FLUX_PLAYGROUND_OPENAI_PROVIDERS), registered now,
+    before any Settings reads their variables; what is wrong with them, if anything."""
+    try:
+        for provider in owner_providers(PROVIDERS):
+            register(provider)
+    except ConfigurationError as exc:
+        return exc.message
+    return None
+
+
+_OWNER_PROBLEM = _register_owner_endpoints()
+
+
+def check_configuration() -> None:
+    """Raise the owner's configuration mistake found at import (Settings and the CLI call this)."""
+    if _OWNER_PROBLEM is not None:
+        raise ConfigurationError(_OWNER_PROBLEM)
 
 
 def get_provider(name: str) -> Provider:
