@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from flux_playground.demo import point_at
 from flux_playground.errors import (
     AuthenticationFailed,
     InputRejected,
@@ -18,9 +20,11 @@ from flux_playground.errors import (
     ProviderFailed,
     RateLimited,
 )
+from flux_playground.images import read_png_text
 from flux_playground.models import GenerationRequest
 from flux_playground.providers import PROVIDERS, CallContext, ProviderOutput
 from flux_playground.providers.together import Together
+from flux_playground.service import Playground
 from flux_playground.settings import Settings
 
 KEY = "tgp_v1_secret-key-321"
@@ -261,3 +265,18 @@ class TestRun:
         with pytest.raises(kind):
             await run_together(lambda r: httpx.Response(status, json=error_data("no")), seen)
         assert [r.method for r in seen] == ["POST"]
+
+
+async def test_a_preset_size_instead_of_wxh_is_recorded_truthfully(emulator: Any, tmp_path: Path) -> None:
+    """docs/providers/together.md#sizes: if schnell makes an aspect-ratio preset rather than W×H (the
+    emulator's `aspect_ratio` variant), the image says the size it has and that the size asked was not
+    honoured."""
+    emulator.reset()
+    settings = point_at(Settings(_env_file=None, data_dir=tmp_path), emulator.base_urls, KEY)
+    request = GenerationRequest(prompt="a wide fox [variant:aspect_ratio]", width=1344, height=768, seed=1)
+    async with Playground(settings) as playground:
+        (image,) = (await playground.generate(request, "together")).images
+    assert (image.width, image.height, image.seed) == (1360, 768, 1)
+    text = read_png_text(image.png)
+    assert "Size: 1360x768" in text["parameters"]
+    assert json.loads(text["flux_playground"])["honoured"] == {"seed": True, "steps": True, "size": False}
