@@ -12,13 +12,17 @@ import os
 
 def main() -> None:
     from flux_playground.demo import start_demo
+    from flux_playground.errors import ConfigurationError
     from flux_playground.settings import Settings
     from flux_playground.ui import freeze_startup_heap, launch_page
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # httpx logs every request URL at INFO; provider job URLs are nobody's business in the Space logs.
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ConfigurationError as exc:  # e.g. FLUX_PLAYGROUND_OPENAI_PROVIDERS: one sentence, no traceback
+        raise SystemExit(f"error: {exc}") from None
     if os.getenv("SPACE_ID") and not settings.demo_mode and settings.daily_budget_usd is None:
         logging.getLogger("flux_playground").warning(
             "This Space generates on its owner's keys with no daily spend cap: anyone can spend them. "

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .errors import ConfigurationError, InvalidRequest, PlaygroundError
 from .models import GenerationRequest, parse_request
-from .providers import PROVIDERS
+from .providers import PROVIDERS, check_configuration
 from .quotes import quote
 from .service import Playground
 from .settings import Settings
@@ -168,6 +168,11 @@ def _number(value: object) -> float | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        check_configuration()  # before the parser, whose provider choices come from the registry
+    except ConfigurationError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INVALID
     args = build_parser().parse_args(argv)
     with ExitStack() as stack:
         try:

@@ -59,8 +59,9 @@ class ProviderEnvironment(PydanticBaseSettingsSource):
         return None, field_name, False  # everything comes from __call__
 
     def __call__(self) -> dict[str, Any]:
-        from .providers import variables  # the registry imports this module
+        from .providers import check_configuration, variables  # the registry imports this module
 
+        check_configuration()  # a mistake in FLUX_PLAYGROUND_OPENAI_PROVIDERS stops here, in words
         found: dict[str, str] = {}
         if isinstance(self._dotenv, DotEnvSettingsSource):
             found |= {k.lower(): v for k, v in self._dotenv.env_vars.items() if v}

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from . import atlascloud, deepinfra, fal, fireworks, runware, segmind
+from . import atlascloud, deepinfra, fal, fireworks, runware, segmind, together
 from .emulated import EmulatedProvider
 from .faults import FAULTS
 
@@ -24,6 +24,7 @@ EMULATED: dict[str, EmulatedProvider] = {
     "fireworks": fireworks.PROVIDER,
     "runware": runware.PROVIDER,
     "segmind": segmind.PROVIDER,
+    "together": together.PROVIDER,
 }
 
 # A URL path segment; it cannot start with "_", so it never shadows /_emulator.

@@ -17,8 +17,10 @@ from .atlascloud import AtlasCloud
 from .deepinfra import DeepInfra
 from .fal import Fal
 from .fireworks import Fireworks
+from .openai_images import owner_providers
 from .runware import Runware
 from .segmind import Segmind
+from .together import Together
 
 __all__ = [
     "PROVIDERS",
@@ -31,6 +33,7 @@ __all__ = [
     "Variables",
     "all_variables",
     "any_configured",
+    "check_configuration",
     "get_provider",
     "register",
     "unregister",
@@ -45,6 +48,7 @@ PROVIDERS: dict[str, Provider] = {
     "fireworks": Fireworks(),
     "runware": Runware(),
     "segmind": Segmind(),
+    "together": Together(),
 }
 
 
@@ -60,6 +64,26 @@ def register(provider: Provider) -> None:
 
 def unregister(name: str) -> Provider:
     return PROVIDERS.pop(name)
+
+
+def _register_owner_endpoints() -> str | None:
+    """The owner's OpenAI-compatible endpoints (FLUX_PLAYGROUND_OPENAI_PROVIDERS), registered now,
+    before any Settings reads their variables; what is wrong with them, if anything."""
+    try:
+        for provider in owner_providers(PROVIDERS):
+            register(provider)
+    except ConfigurationError as exc:
+        return exc.message
+    return None
+
+
+_OWNER_PROBLEM = _register_owner_endpoints()
+
+
+def check_configuration() -> None:
+    """Raise the owner's configuration mistake found at import (Settings and the CLI call this)."""
+    if _OWNER_PROBLEM is not None:
+        raise ConfigurationError(_OWNER_PROBLEM)
 
 
 def get_provider(name: str) -> Provider:

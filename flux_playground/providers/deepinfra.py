@@ -14,7 +14,8 @@ import httpx
 from ..models import Capabilities, GenerationRequest
 from ..pricing import PriceRule
 from ..settings import Settings
-from ._base import Option, OutputItem, Provider, ProviderOutput
+from ._base import Option, Provider, ProviderOutput
+from .openai_images import ImagesStyle, read_images
 
 __all__ = ["DeepInfra"]
 
@@ -36,6 +37,11 @@ _OPENAI_PRICE = _NATIVE_PRICE.model_copy(
         "documented) and it reports no charge.",
     }
 )
+
+
+# The OpenAI-compatible endpoint: `size` "WxH", no steps and no seed in its schema, and "Currently only
+# b64_json is supported" (docs/providers/deepinfra.md#request).
+OPENAI_STYLE = ImagesStyle(route="/v1/openai/images/generations")
 
 
 class DeepInfra(Provider):
@@ -68,9 +74,7 @@ class DeepInfra(Provider):
     )
     # The OpenAI-compatible endpoint takes prompt, n and size only: no steps and no seed in its
     # schema, so we do not claim it honours them (docs/providers/deepinfra.md#request).
-    openai_capabilities: ClassVar[Capabilities] = capabilities.model_copy(
-        update={"steps": False, "seed": False}
-    )
+    openai_capabilities: ClassVar[Capabilities] = OPENAI_STYLE.capabilities(capabilities)
     price = _NATIVE_PRICE
 
     def _openai(self, settings: Settings) -> bool:
@@ -86,19 +90,12 @@ class DeepInfra(Provider):
 
     def route(self, settings: Settings) -> str:
         if self._openai(settings):
-            return "/v1/openai/images/generations"
+            return OPENAI_STYLE.route
         return f"/v1/inference/{self.model_id}"
 
     def payload(self, request: GenerationRequest, settings: Settings) -> dict[str, object]:
         if self._openai(settings):
-            # "Currently only b64_json is supported" (docs/providers/deepinfra.md#request). Model id last.
-            return {
-                "prompt": request.prompt,
-                "n": request.num_images,
-                "size": f"{request.width}x{request.height}",
-                "response_format": "b64_json",
-                "model": self.model_id,
-            }
+            return OPENAI_STYLE.payload(request, self.model_id)
         body: dict[str, object] = {
             "prompt": request.prompt,
             "num_images": request.num_images,
@@ -113,16 +110,8 @@ class DeepInfra(Provider):
     def parse(self, response: httpx.Response) -> ProviderOutput:
         body = self.read_json(response)
         if "data" in body:  # OpenAI-compatible: {"created", "data": [{"b64_json" | "url", ...}]}
-            data = body["data"]
-            items: list[OutputItem] = []
-            for entry in data if isinstance(data, list) else []:
-                # Both fields are nullable in DeepInfra's OpenAPI (docs/providers/deepinfra.md#response).
-                value = entry.get("b64_json") or entry.get("url") if isinstance(entry, dict) else None
-                if isinstance(value, str) and value:
-                    items.append(value)
-            if not items:
-                raise self.malformed("no b64_json or url image in `data`")
-            return ProviderOutput(items=items)
+            # Both item fields are nullable in DeepInfra's OpenAPI (docs/providers/deepinfra.md#response).
+            return read_images(self, body)
         images = body.get("images")
         if not isinstance(images, list) or not all(isinstance(i, str) and i for i in images) or not images:
             raise self.malformed("no images in the answer")
