@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from . import atlascloud, deepinfra, segmind
+from . import atlascloud, deepinfra, replicate, segmind
 from .emulated import EmulatedProvider
 from .faults import FAULTS
 
@@ -20,6 +20,7 @@ __all__ = ["EMULATED", "EmulatedProvider", "register", "snapshot", "unregister"]
 EMULATED: dict[str, EmulatedProvider] = {
     "atlascloud": atlascloud.PROVIDER,
     "deepinfra": deepinfra.PROVIDER,
+    "replicate": replicate.PROVIDER,
     "segmind": segmind.PROVIDER,
 }
 

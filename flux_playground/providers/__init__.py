@@ -15,6 +15,7 @@ from ..settings import Settings
 from ._base import CallContext, Option, OutputItem, Provider, ProviderCall, ProviderOutput
 from .atlascloud import AtlasCloud
 from .deepinfra import DeepInfra
+from .replicate import Replicate
 from .segmind import Segmind
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
 PROVIDERS: dict[str, Provider] = {
     "atlascloud": AtlasCloud(),
     "deepinfra": DeepInfra(),
+    "replicate": Replicate(),
     "segmind": Segmind(),
 }
 

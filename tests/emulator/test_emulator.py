@@ -18,6 +18,7 @@ import pytest
 from PIL import Image
 
 from flux_playground.emulator import FAULTS, EmulatorServer
+from flux_playground.emulator.registry import EMULATED
 
 ATLAS_MODEL = "black-forest-labs/flux-schnell"
 DI_MODEL = "black-forest-labs/FLUX-1-schnell"
@@ -666,6 +667,7 @@ def test_stats_count_every_request(client: httpx.Client, emu: EmulatorServer) ->
     assert stats["providers"] == {
         "atlascloud": {"uploads": 0},
         "deepinfra": {"inflight": 0, "max_concurrency": 200},
+        "replicate": {},
         "segmind": {"credits": 100.0},
     }
 
@@ -686,7 +688,7 @@ def test_control_api_validation(emu: EmulatorServer) -> None:
     with pytest.raises(ValueError, match="applies at"):
         emu.inject("atlascloud", "slow_download", stage="submit")
     with pytest.raises(ValueError, match="provider"):
-        emu.inject("replicate", "500")
+        emu.inject("nosuch", "500")
     with pytest.raises(ValueError, match="unknown variant"):
         emu.configure(variants={"segmind": ["png"]})
     queued = emu.inject("segmind", "500", count=3)
@@ -745,11 +747,11 @@ def test_cli_prints_exports() -> None:
     with subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=repo_root) as process:
         try:
             assert process.stdout is not None
-            lines = [process.stdout.readline().strip() for _ in range(5)]
+            lines = [process.stdout.readline().strip() for _ in range(len(EMULATED) + 2)]
             exports = dict(
                 line.removeprefix("export ").split("=", 1) for line in lines if line.startswith("export")
             )
-            assert set(exports) == {"ATLASCLOUD_BASE_URL", "SEGMIND_BASE_URL", "DEEPINFRA_BASE_URL"}
+            assert set(exports) == {f"{name.upper()}_BASE_URL" for name in EMULATED}
             assert "invalid" in " ".join(lines)
             deadline = time.monotonic() + 10
             while True:
