@@ -181,7 +181,7 @@ def test_cli_generates_from_the_emulator_and_prices_match_the_docs(server: Any, 
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     for name in PROVIDERS:
         env[f"{name.upper()}_BASE_URL"] = server.base_urls[name]
-        env[f"{name.upper()}_API_KEY"] = KEY
+        env[PROVIDERS[name].key_env[0]] = KEY
     for provider in PROVIDERS:
         out = subprocess.run(
             [

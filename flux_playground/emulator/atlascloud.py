@@ -15,12 +15,11 @@ import base64
 import random
 import re
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from .common import (
@@ -42,12 +41,11 @@ from .emulated import EmulatedProvider, ProviderState
 from .faults import (
     Dialect,
     FaultError,
-    check_directive_faults,
-    check_fault,
     respond_with_fault,
 )
+from .files import serve_output
 from .images import ImageSpec, corrupt
-from .jobs import Job
+from .jobs import CONTENT_FAULTS, JOB_FAULTS, LIFECYCLE_FAULTS, Job, assign_faults
 from .state import EmulatorState
 
 __all__ = ["DIALECT", "MODELS", "NAME", "PROVIDER", "VARIANT_GROUPS", "AtlasState", "routes"]
@@ -66,11 +64,7 @@ _SIZE = re.compile(r"^(\d+)\*(\d+)$")  # #request: "W*H" -- the separator is '*'
 # Atlas does not document the range (#request); the upstream WaveSpeed schema of the same
 # model says "Each dimension 256-1536" (#sizes, audit A3).
 SIZE_MIN, SIZE_MAX = 256, 1536
-FRESH_404_SECONDS = 1.5  # 404_fresh window; Atlas's own client tolerates 30 s (#response)
 SYNC_MODE_MAX_WAIT = 60.0  # assumption: sync mode gives up and answers "processing"
-_SLOW_CHUNK, _SLOW_INTERVAL = 8, 0.25  # slow_download: 32 bytes/s
-_HUGE_TOTAL, _HUGE_CHUNK = 1 << 30, 1 << 16  # huge_download: 1 GiB in 64 KiB chunks
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _MAX_UPLOAD = 32 * 1024 * 1024
 _MAX_STORED_UPLOADS = 32
 
@@ -107,17 +101,8 @@ DIALECT = Dialect(
 )
 
 
-_LIFECYCLE_FAULTS = ("failed_job", "never_completes", "404_fresh")
-_CONTENT_FAULTS = ("not_image", "truncated", "slow_download", "huge_download")
-_JOB_FAULTS = (*_LIFECYCLE_FAULTS, *_CONTENT_FAULTS)
-
-
 def _is_request_fault(fault: str) -> bool:
-    return fault not in _JOB_FAULTS
-
-
-def _is_job_fault(fault: str) -> bool:
-    return fault in _JOB_FAULTS
+    return fault not in JOB_FAULTS
 
 
 @dataclass
@@ -219,30 +204,7 @@ class AtlasCloud:
             ready=now + latency,
             ignored_fields=sorted(set(body) - _FIELDS),
         )
-        faults = check_directive_faults(PROVIDER, directives.faults, ("submit", "poll", "download"))
-        # Queued lifecycle faults belong to the job created here (see faults.py); the
-        # queue counts them as fired, directive ones are counted when they take effect.
-        if (queued := self.state.take_fault(NAME, "submit", _is_job_fault)) is not None:
-            faults.append((queued, check_fault(PROVIDER, queued, None)))
-        now_faults = []
-        for n, (fault, stage) in enumerate(faults):
-            if fault in _JOB_FAULTS:
-                job.faults.append(fault)
-                if n < len(directives.faults):
-                    self.state.fired(NAME, fault)
-            if fault == "never_completes":
-                job.ready = None
-            elif fault == "failed_job":
-                job.failed = True
-            elif fault == "404_fresh":
-                job.fresh_404_until = now + FRESH_404_SECONDS
-            elif fault in _CONTENT_FAULTS:
-                job.content_fault = fault  # the stored output itself is bad
-            elif stage in ("submit", "any"):
-                now_faults.append(fault)
-            else:
-                job.pending[stage] = fault  # fires once, at that job's first such request
-                job.faults.append(f"{fault}@{stage}")
+        now_faults = assign_faults(self.state, PROVIDER, job, directives.faults)
         return job, now_faults
 
     # -- poll --------------------------------------------------------------------
@@ -331,48 +293,16 @@ class AtlasCloud:
 
     async def download(self, request: Request) -> Response:
         self.state.hit(request, NAME, "download", FILE_ROUTE)
-        fault = self.state.take_fault(NAME, "download")
-        if fault is not None and fault not in _CONTENT_FAULTS:
-            return await self._fault(fault, request)
-        job = self.state.jobs.get(request.path_params["prediction_id"])
         index: int = request.path_params["index"]
-        now = time.monotonic()
-        if job is None or index >= job.num_images or not job.done(now) or job.failed:
-            return Response("Not Found", 404, media_type="text/plain")
-        job.downloads += 1
-        if (pending := job.pending.pop("download", None)) is not None:
-            self.state.fired(NAME, pending)
-            return await self._fault(pending, request)
-        fault = fault or job.content_fault
-        data = await self._image(job, index)
+
+        def available(job: Job) -> bool:
+            return index < job.num_images and job.done(time.monotonic()) and not job.failed
+
         headers = {"cache-control": "public, max-age=1209600"}  # #price: kept 14 days by default
-        if fault == "huge_download":
-            headers["x-emulator-fault"] = fault
-            return StreamingResponse(self._huge(request), media_type="image/png", headers=headers)
-        if fault == "slow_download":
-            headers |= {"x-emulator-fault": fault, "content-length": str(len(data))}
-            return StreamingResponse(self._slow(data), media_type="image/png", headers=headers)
-        return Response(corrupt(data, fault), media_type="image/png", headers=headers)
-
-    async def _slow(self, data: bytes) -> AsyncIterator[bytes]:
-        for start in range(0, len(data), _SLOW_CHUNK):
-            if self.state.closing:
-                return
-            yield data[start : start + _SLOW_CHUNK]
-            await asyncio.sleep(_SLOW_INTERVAL)
-
-    async def _huge(self, request: Request) -> AsyncIterator[bytes]:
-        # Starts like a PNG so a client sniffing the first bytes is not warned early.
-        chunk = _PNG_SIGNATURE + bytes(_HUGE_CHUNK - len(_PNG_SIGNATURE))
-        zeros = bytes(_HUGE_CHUNK)
-        for n in range(_HUGE_TOTAL // _HUGE_CHUNK):
-            # Stop once the client hangs up (as a real server would), and let other requests run
-            # between chunks: otherwise the rest of the gigabyte is pumped into a closed socket
-            # and starves every other request this emulator serves.
-            if self.state.closing or (n % 16 == 15 and await request.is_disconnected()):
-                return
-            await asyncio.sleep(0)
-            yield chunk if n == 0 else zeros
+        job = self.state.jobs.get(request.path_params["prediction_id"])
+        return await serve_output(
+            request, self.state, DIALECT, job, available, lambda job: self._image(job, index), headers
+        )
 
     # -- uploads and catalogue ----------------------------------------------------
 
@@ -472,11 +402,11 @@ PROVIDER = EmulatedProvider(
     faults={
         # #response: a job may fail, stay "processing", or be briefly unknown to the poll; these
         # show at the poll but belong to the job, so the next submit takes a queued one.
-        **{fault: ("poll",) for fault in _LIFECYCLE_FAULTS},
+        **{fault: ("poll",) for fault in LIFECYCLE_FAULTS},
         # Bad output files: served by the download (inline base64 outputs carry them too).
-        **{fault: ("download",) for fault in _CONTENT_FAULTS},
+        **{fault: ("download",) for fault in CONTENT_FAULTS},
     },
-    job_faults=frozenset(_LIFECYCLE_FAULTS),
+    job_faults=frozenset(LIFECYCLE_FAULTS),
     binary_stages=frozenset({"download"}),  # output files are PNG, not JSON
     variants=VARIANT_GROUPS,
     make_state=AtlasState,

@@ -1,7 +1,8 @@
-"""Atlas Cloud prediction jobs and their timing records.
+"""Prediction jobs of the async providers (Atlas Cloud, Replicate) and their timing records.
 
 A job is created by the submit with ``ready = created + latency`` and is done from
-then on (docs/providers/atlascloud.md#response: ``processing`` -> ``completed``/``failed``). Benchmarks
+then on (docs/providers/atlascloud.md#response: ``processing`` -> ``completed``/``failed``;
+docs/providers/replicate.md#response: ``starting``/``processing`` -> ``succeeded``/``failed``). Benchmarks
 that measure how fast a client notices completion read ``ready`` (when the job
 became done) against ``first_done_poll`` (when a poll first reported it). Times are
 ``time.monotonic()``: CLOCK_MONOTONIC is system-wide on Linux, so a benchmark in
@@ -11,9 +12,24 @@ another process on the same machine can compare them with its own clock.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-__all__ = ["Job", "JobStore"]
+from .faults import check_directive_faults, check_fault
+
+if TYPE_CHECKING:
+    from .emulated import EmulatedProvider
+    from .state import EmulatorState
+
+__all__ = ["CONTENT_FAULTS", "JOB_FAULTS", "LIFECYCLE_FAULTS", "Job", "JobStore", "assign_faults"]
+
+#: Faults in a job's life: it fails, never completes, or is briefly unknown to its polls.
+LIFECYCLE_FAULTS = ("failed_job", "never_completes", "404_fresh")
+#: Faults in a job's stored output: served by its downloads (and inline base64 outputs).
+CONTENT_FAULTS = ("not_image", "truncated", "slow_download", "huge_download")
+JOB_FAULTS = (*LIFECYCLE_FAULTS, *CONTENT_FAULTS)
+FRESH_404_SECONDS = 1.5  # 404_fresh window; Atlas's own client tolerates 30 s (atlascloud.md#response)
 
 _MAX_JOBS = 10_000  # bounded memory for long benchmark runs; oldest jobs are dropped
 
@@ -103,3 +119,37 @@ class JobStore:
             status = job.status(now)
             counts[status] = counts.get(status, 0) + 1
         return counts
+
+
+def assign_faults(
+    state: EmulatorState, provider: EmulatedProvider, job: Job, directives: Sequence[tuple[str, str | None]]
+) -> list[str]:
+    """Give a new job its faults: the prompt's ``[fault:...]`` directives, then a queued job fault
+    (the queue hands those to the submit that creates the job, see faults.py).
+
+    Lifecycle and content faults shape the job; one aimed at a later stage (``[fault:500@poll]``)
+    fires once, at the job's first such request. Returns the faults that answer the submit itself.
+    """
+    faults = check_directive_faults(provider, directives, ("submit", "poll", "download"))
+    if (queued := state.take_fault(provider.name, "submit", JOB_FAULTS.__contains__)) is not None:
+        faults.append((queued, check_fault(provider, queued, None)))
+    now_faults = []
+    for n, (fault, stage) in enumerate(faults):
+        if fault in JOB_FAULTS:
+            job.faults.append(fault)
+            if n < len(directives):  # the queue counted the queued one as fired already
+                state.fired(provider.name, fault)
+        if fault == "never_completes":
+            job.ready = None
+        elif fault == "failed_job":
+            job.failed = True
+        elif fault == "404_fresh":
+            job.fresh_404_until = job.created + FRESH_404_SECONDS
+        elif fault in CONTENT_FAULTS:
+            job.content_fault = fault  # the stored output itself is bad
+        elif stage in ("submit", "any"):
+            now_faults.append(fault)
+        else:
+            job.pending[stage] = fault  # fires once, at that job's first such request
+            job.faults.append(f"{fault}@{stage}")
+    return now_faults

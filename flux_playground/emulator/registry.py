@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from . import atlascloud, deepinfra, fal, fireworks, runware, segmind, together
+from . import atlascloud, deepinfra, fal, fireworks, replicate, runware, segmind, together
 from .emulated import EmulatedProvider
 from .faults import FAULTS
 
@@ -22,6 +22,7 @@ EMULATED: dict[str, EmulatedProvider] = {
     "deepinfra": deepinfra.PROVIDER,
     "fal": fal.PROVIDER,
     "fireworks": fireworks.PROVIDER,
+    "replicate": replicate.PROVIDER,
     "runware": runware.PROVIDER,
     "segmind": segmind.PROVIDER,
     "together": together.PROVIDER,

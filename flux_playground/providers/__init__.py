@@ -18,6 +18,7 @@ from .deepinfra import DeepInfra
 from .fal import Fal
 from .fireworks import Fireworks
 from .openai_images import owner_providers
+from .replicate import Replicate
 from .runware import Runware
 from .segmind import Segmind
 from .together import Together
@@ -46,6 +47,7 @@ PROVIDERS: dict[str, Provider] = {
     "deepinfra": DeepInfra(),
     "fal": Fal(),
     "fireworks": Fireworks(),
+    "replicate": Replicate(),
     "runware": Runware(),
     "segmind": Segmind(),
     "together": Together(),

@@ -687,7 +687,7 @@ def test_control_api_validation(emu: EmulatorServer) -> None:
     with pytest.raises(ValueError, match="applies at"):
         emu.inject("atlascloud", "slow_download", stage="submit")
     with pytest.raises(ValueError, match="provider"):
-        emu.inject("replicate", "500")
+        emu.inject("nosuch", "500")
     with pytest.raises(ValueError, match="unknown variant"):
         emu.configure(variants={"segmind": ["png"]})
     queued = emu.inject("segmind", "500", count=3)
