@@ -109,6 +109,7 @@ def test_a_body_over_the_limit_is_refused_before_it_is_read(space: Space) -> Non
     assert len(space.served.demo.state_holder.session_data) == sessions
 
 
+@pytest.mark.slow
 def test_sessions_keep_none_of_the_values_they_were_sent(space: Space) -> None:
     """Gradio kept every input of every event per session (deep links read them back); now nothing."""
     pasted = f"{KEY}-{'x' * 300}"
@@ -367,6 +368,7 @@ def _closed_by_server(sock: socket.socket, wait: float) -> bool:
         return True
 
 
+@pytest.mark.slow
 def test_half_sent_and_silent_connections_are_closed(space: Space) -> None:
     """Found: 1 500 half-sent requests still open after 25 s. Here every request must arrive whole
     within 1 s; the app keeps answering everyone else meanwhile."""
@@ -384,6 +386,7 @@ def test_half_sent_and_silent_connections_are_closed(space: Space) -> None:
         sock.close()
 
 
+@pytest.mark.slow
 def test_one_address_cannot_take_every_connection(space: Space) -> None:
     """32 connections per address here: the 33rd from that address is closed at once; another
     address is served."""
