@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from . import atlascloud, deepinfra, segmind
+from . import atlascloud, cloudflare, deepinfra, segmind
 from .emulated import EmulatedProvider
 from .faults import FAULTS
 
@@ -19,6 +19,7 @@ __all__ = ["EMULATED", "EmulatedProvider", "register", "snapshot", "unregister"]
 
 EMULATED: dict[str, EmulatedProvider] = {
     "atlascloud": atlascloud.PROVIDER,
+    "cloudflare": cloudflare.PROVIDER,
     "deepinfra": deepinfra.PROVIDER,
     "segmind": segmind.PROVIDER,
 }

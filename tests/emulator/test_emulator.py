@@ -17,7 +17,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from flux_playground.emulator import FAULTS, EmulatorServer
+from flux_playground.emulator import EMULATED, FAULTS, EmulatorServer
 
 ATLAS_MODEL = "black-forest-labs/flux-schnell"
 DI_MODEL = "black-forest-labs/FLUX-1-schnell"
@@ -662,8 +662,8 @@ def test_stats_count_every_request(client: httpx.Client, emu: EmulatorServer) ->
     assert stats["faults_fired"]["atlascloud"] == {"500": 1}
     assert stats["jobs"]["total"] == 1
     assert stats["user_agents"]["atlascloud"][f"python-httpx/{httpx.__version__}"] == 4
-    # Each provider's own figures sit under its name.
-    assert stats["providers"] == {
+    # Each provider's own figures sit under its name (none for a provider without its own state).
+    assert stats["providers"] == {name: {} for name in EMULATED} | {
         "atlascloud": {"uploads": 0},
         "deepinfra": {"inflight": 0, "max_concurrency": 200},
         "segmind": {"credits": 100.0},
@@ -745,11 +745,11 @@ def test_cli_prints_exports() -> None:
     with subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=repo_root) as process:
         try:
             assert process.stdout is not None
-            lines = [process.stdout.readline().strip() for _ in range(5)]
+            lines = [process.stdout.readline().strip() for _ in range(len(EMULATED) + 2)]
             exports = dict(
                 line.removeprefix("export ").split("=", 1) for line in lines if line.startswith("export")
             )
-            assert set(exports) == {"ATLASCLOUD_BASE_URL", "SEGMIND_BASE_URL", "DEEPINFRA_BASE_URL"}
+            assert set(exports) == {f"{name.upper()}_BASE_URL" for name in EMULATED}
             assert "invalid" in " ".join(lines)
             deadline = time.monotonic() + 10
             while True:
