@@ -24,9 +24,7 @@ from .common import PROVIDERS, EmulatorProcess, main, percentile, settings_for, 
 __all__ = ["run"]
 
 #: 0.5 s for the first provider to 1.5 s for the last.
-LATENCY = {
-    name: round(0.5 + index / max(1, len(PROVIDERS) - 1), 3) for index, name in enumerate(PROVIDERS)
-}
+LATENCY = {name: round(0.5 + index / max(1, len(PROVIDERS) - 1), 3) for index, name in enumerate(PROVIDERS)}
 
 
 def _request() -> GenerationRequest:

@@ -172,7 +172,13 @@ ECHO_STATUSES = [400, 401, 402, 403, 406, 422, 429, 500, 502, 503]
 
 def echoing_settings() -> Settings:
     providers = {
-        name: {"base_url": f"https://{name}.test", "api_key": SERVER_KEYS[name]} for name in PROVIDERS
+        name: {
+            "base_url": f"https://{name}.test",
+            "api_key": SERVER_KEYS[name],
+            # A required option (an account id) gets the placeholder demo mode gives it.
+            "options": {option.name: f"demo-{option.name}" for option in provider.options if option.required},
+        }
+        for name, provider in PROVIDERS.items()
     }
     return Settings(_env_file=None, providers=providers)
 

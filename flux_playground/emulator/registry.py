@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from . import atlascloud, deepinfra, fal, fireworks, replicate, runware, segmind, together
+from . import atlascloud, cloudflare, deepinfra, fal, fireworks, replicate, runware, segmind, together
 from .emulated import EmulatedProvider
 from .faults import FAULTS
 
@@ -19,6 +19,7 @@ __all__ = ["EMULATED", "EmulatedProvider", "register", "snapshot", "unregister"]
 
 EMULATED: dict[str, EmulatedProvider] = {
     "atlascloud": atlascloud.PROVIDER,
+    "cloudflare": cloudflare.PROVIDER,
     "deepinfra": deepinfra.PROVIDER,
     "fal": fal.PROVIDER,
     "fireworks": fireworks.PROVIDER,

@@ -14,6 +14,7 @@ from ..errors import ConfigurationError
 from ..settings import Settings
 from ._base import CallContext, Option, OutputItem, Provider, ProviderCall, ProviderOutput
 from .atlascloud import AtlasCloud
+from .cloudflare import Cloudflare
 from .deepinfra import DeepInfra
 from .fal import Fal
 from .fireworks import Fireworks
@@ -44,6 +45,7 @@ __all__ = [
 #: Alphabetical. One line per provider.
 PROVIDERS: dict[str, Provider] = {
     "atlascloud": AtlasCloud(),
+    "cloudflare": Cloudflare(),
     "deepinfra": DeepInfra(),
     "fal": Fal(),
     "fireworks": Fireworks(),
