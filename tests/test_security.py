@@ -74,7 +74,13 @@ def test_no_key_reaches_any_output_or_store(
         logging.getLogger(name).setLevel(logging.DEBUG)
     data_dir = tmp_path / "data"
     providers = {
-        name: {"base_url": server.base_urls[name], "api_key": SERVER_KEYS[name]} for name in PROVIDERS
+        name: {
+            "base_url": server.base_urls[name],
+            "api_key": SERVER_KEYS[name],
+            # What a provider also needs (an account id) gets the placeholder demo mode gives it.
+            "options": {o.name: f"demo-{o.name}" for o in provider.options if o.required},
+        }
+        for name, provider in PROVIDERS.items()
     }
     settings = Settings(
         _env_file=None, data_dir=data_dir, request_timeout=2, job_timeout=3, providers=providers

@@ -323,7 +323,7 @@ class TestSizesAndPrice:
         quote = quote_one(PROVIDER, GenerationRequest(prompt="x", width=768, height=1344), SETTINGS)
         assert quote.output_size == (1024, 1024) and quote.problems == ()
         assert quote.notes == ("makes 1024 × 1024", "no seed")
-        assert quote.cost_text == "≈ $0.000652"
+        assert quote.cost_text == "≈ $0.00065"
 
 
 class TestValidate:
