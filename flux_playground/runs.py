@@ -334,9 +334,9 @@ def _apply(slots: dict[str, Slot], item: ProgressEvent | Outcome, now: float) ->
 
 
 def image_seed(result: GenerationResult) -> int | None:
-    """The seed the images were made with: the provider's own report, else the one we sent."""
-    first = result.images[0].seed if result.images else None
-    return first if first is not None else result.request.seed
+    """The seed the images were made with: the provider's own report, else the one we sent if the
+    provider honours seeds (service.py decides), else None: no claim the image can be made again."""
+    return result.images[0].seed if result.images else None
 
 
 def summarize(snapshot: RunSnapshot, files: Mapping[str, Sequence[str]]) -> dict[str, Any]:

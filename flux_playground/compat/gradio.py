@@ -55,6 +55,7 @@ __all__ = [
     "harden_server",
     "has_pending_session",
     "install",
+    "keep_streamed_updates_only",
     "unname_private_events",
 ]
 
@@ -130,14 +131,16 @@ class LeanSessionState(GRADIO_SESSION_STATE):
         # ...then the session gets the page's blocks, as Gradio does; no configs.
         self.blocks_config = copy(blocks.default_config)
         self.config_values = _Nothing()
+        self._unkept: frozenset[int] = getattr(blocks, _UNKEPT, frozenset())
 
     def __setitem__(self, key: int, value: Any) -> None:
-        # Gradio's __setitem__, less the config it rebuilds on every write.
+        # Gradio's __setitem__, less the config it rebuilds on every write, and less the updated
+        # copies of blocks only unqueued events update (`keep_streamed_updates_only`).
         block = self.blocks_config.blocks.get(key)
         if isinstance(block, gr.State):
             self._state_ttl[key] = (block.time_to_live, datetime.datetime.now())
             self.state_data[key] = value
-        else:
+        elif key not in self._unkept:
             self.blocks_config.blocks[key] = value
 
     def _update_config(self, key: int) -> None:
@@ -235,6 +238,26 @@ def unname_private_events(demo: gr.Blocks) -> None:
     for fn in demo.fns.values():
         if fn.api_visibility == "private":
             fn.api_name = None
+
+
+_UNKEPT = "_flux_playground_unkept_updates"
+
+
+def keep_streamed_updates_only(demo: gr.Blocks) -> None:
+    """Sessions keep an updated copy of a block only if a queued event updates it.
+
+    Gradio keeps, per session, a copy of every block an event updated, with the update applied. A
+    streamed (queued) event needs them: its later updates build on the earlier ones (without them,
+    the result columns a run opened never showed). The unqueued control events do not (each update
+    is whole), and anyone can call them with a fresh session each time: with nine providers their
+    copies (the picker's rows, the labels) cost about 75 KB a session (tests/test_hardening.py).
+    """
+    queued: set[int] = set()
+    unqueued: set[int] = set()
+    for fn in demo.fns.values():
+        target = queued if fn.queue else unqueued
+        target.update(block._id for block in fn.outputs)
+    setattr(demo, _UNKEPT, frozenset(unqueued - queued))
 
 
 def has_pending_session(demo: gr.Blocks, session_hash: str) -> bool:

@@ -1,5 +1,9 @@
 """The controls' own events: prices as the settings change, presets, swap, seed. Unqueued, no I/O.
 
+All are coroutines: they run on the event loop, never in Gradio's worker threads. Anyone can call
+them with a fresh session each time; each worker thread that touched their 64 KB bodies kept its own
+malloc arena, and RSS under the session attack grew about twice as much (tests/test_hardening.py).
+
 Every method takes the page's Form (form.py) and returns updates in the order of an *_OUTPUTS list.
 """
 
@@ -98,7 +102,7 @@ class Controls:
     def settings(self) -> Any:
         return self.playground.settings
 
-    def update(self, form: Form) -> tuple[Any, ...]:
+    async def update(self, form: Form) -> tuple[Any, ...]:
         """Prices, the Generate label and which controls the chosen providers honour."""
         chosen = [name for name in raw.texts(form.providers) if name in PROVIDERS]
         width, height = form.size()
@@ -144,21 +148,21 @@ class Controls:
         return ordered(CONTROL_OUTPUTS, values)
 
     @staticmethod
-    def fixed_seed(form: Form) -> bool:
+    async def fixed_seed(form: Form) -> bool:
         """Typing a seed means "use this one": switch random off; typing −1 means random."""
         return raw.number(form.seed, 0) < 0
 
     @staticmethod
-    def apply_preset(form: Form) -> tuple[Any, Any]:
+    async def apply_preset(form: Form) -> tuple[Any, Any]:
         if not isinstance(form.preset, str) or form.preset not in PRESETS:
             return gr.skip(), gr.skip()
         return PRESETS[form.preset]
 
     @staticmethod
-    def match_preset(form: Form) -> str:
+    async def match_preset(form: Form) -> str:
         return preset_for(*form.size())
 
-    def use_nearest(self, form: Form) -> tuple[Any, Any]:
+    async def use_nearest(self, form: Form) -> tuple[Any, Any]:
         """The fitting size (see `fitting_size`) into the width and height sliders."""
         chosen = [name for name in raw.texts(form.providers) if name in PROVIDERS]
         width, height = form.size()
@@ -166,7 +170,7 @@ class Controls:
         return size if size is not None else (gr.skip(), gr.skip())
 
     @staticmethod
-    def swap_size(form: Form) -> tuple[Any, Any, str]:
+    async def swap_size(form: Form) -> tuple[Any, Any, str]:
         width, height = form.size()
         preset = form.preset if isinstance(form.preset, str) else CUSTOM
         return height, width, swapped_preset(preset) if preset != CUSTOM else CUSTOM

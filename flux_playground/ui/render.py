@@ -84,7 +84,7 @@ def result_caption(
 ) -> str:
     """'seed 42 · 1.23 s · est. $0.003 · billed $0.0021' (billed only when the provider says; in demo
     mode nothing is billed, and the caption says what the run would cost for real)."""
-    parts = [f"seed {seed}" if seed is not None else "seed unknown", f"{result.latency_s:.2f}\u00a0s"]
+    parts = [f"seed {seed}" if seed is not None else "no seed", f"{result.latency_s:.2f}\u00a0s"]
     estimate = ("≈\u00a0" if approximate else "") + usd(result.estimated_cost_usd)
     if demo:
         parts.append(f"demo, nothing billed (real: {estimate})")
@@ -131,8 +131,8 @@ def caption_html(
 ) -> str:
     """Under the images: seed, latency and cost (estimated, and billed when the provider says), and
     the size the provider actually made (which may differ from the size asked for)."""
-    first = result.images[0].seed if result.images else None
-    seed = first if first is not None else result.request.seed
+    # The image's own seed: None where the provider does not honour one (never the seed we sent).
+    seed = result.images[0].seed if result.images else None
     count = len(result.images)
     made = (result.images[0].width, result.images[0].height) if result.images else None
     size = f"{made[0]}\u00a0×\u00a0{made[1]}" if made else ""

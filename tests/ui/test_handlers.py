@@ -54,21 +54,25 @@ def at(browser: str, **state: Any) -> Form:
 # --- controls ------------------------------------------------------------------------------------
 
 
-def test_controls_name_the_providers_that_honour_them(handlers: Handlers) -> None:
-    out = as_dict(CONTROL_OUTPUTS, handlers.controls.update(Form(providers=["atlascloud", "deepinfra"])))
+async def test_controls_name_the_providers_that_honour_them(handlers: Handlers) -> None:
+    out = as_dict(
+        CONTROL_OUTPUTS, await handlers.controls.update(Form(providers=["atlascloud", "deepinfra"]))
+    )
     assert out["steps"]["label"] == "Steps — Atlas Cloud does not take steps"
     assert out["sampler"]["label"] == "Sampler — Segmind only"
     assert out["sampler"]["interactive"] is False
     assert out["generate"]["value"] == "Generate · ≈ $0.005"
-    both = as_dict(CONTROL_OUTPUTS, handlers.controls.update(Form(providers=["deepinfra", "segmind"])))
+    both = as_dict(CONTROL_OUTPUTS, await handlers.controls.update(Form(providers=["deepinfra", "segmind"])))
     assert both["sampler"]["interactive"] is True
     assert both["sampler"]["info"] == "Sent to Segmind only; not to DeepInfra."
     assert both["steps"]["label"] == "Steps"
 
 
-def test_controls_take_any_value_a_caller_sends(handlers: Handlers) -> None:
+async def test_controls_take_any_value_a_caller_sends(handlers: Handlers) -> None:
     for junk in ("abc", None, float("nan"), [3], {"x": 1}, 10**40):
-        out = as_dict(CONTROL_OUTPUTS, handlers.controls.update(Form(providers=junk, width=junk, steps=junk)))
+        out = as_dict(
+            CONTROL_OUTPUTS, await handlers.controls.update(Form(providers=junk, width=junk, steps=junk))
+        )
         rows = out["providers"]["rows"]
         assert [row["id"] for row in rows] and all(row["cost"] for row in rows)
 
