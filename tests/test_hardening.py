@@ -142,8 +142,9 @@ def test_memory_stays_flat_under_the_session_attack(tmp_path: Path) -> None:
     the generate event (queued, refused by the rate limit). Found: +897 MB and +1.4 GB, never released.
 
     Now a session keeps no values and at most SESSION_CAPACITY sessions are kept, each about 40 KB of
-    heap once the controls' update has run with nine providers (compat/gradio.py): the first wave
-    fills the sessions up to the cap, a second wave as large adds nothing.
+    heap once the controls' update has run with nine providers (compat/gradio.py), and the controls
+    run on the event loop (controls.py): the first wave fills the sessions up to the cap, a second
+    wave as large adds nothing.
     """
     with running_app(tmp_path, FLUX_PLAYGROUND_PER_USER_REQUESTS_PER_MINUTE="1") as (server, url):
         controls = page_fn_index(url, "providers", "change")

@@ -55,7 +55,6 @@ __all__ = [
     "harden_server",
     "has_pending_session",
     "install",
-    "keep_streamed_updates_only",
     "unname_private_events",
 ]
 
@@ -83,8 +82,8 @@ EXPECTED = Expectation(
 GRADIO_SESSION_STATE = state_holder.SessionState
 
 #: Sessions kept at most (Gradio's default is 10 000); the least recently used go first. A session
-#: keeps no values it was sent, only the components this page's events updated: about 25 KB, so at
-#: most about 25 MB in all (tests/test_hardening.py measures it under attack).
+#: keeps no values it was sent, only the components this page's events updated: about 40 KB of heap
+#: with nine providers, so about 40 MB in all (tests/test_hardening.py measures it under attack).
 SESSION_CAPACITY = 1000
 
 
@@ -131,16 +130,16 @@ class LeanSessionState(GRADIO_SESSION_STATE):
         # ...then the session gets the page's blocks, as Gradio does; no configs.
         self.blocks_config = copy(blocks.default_config)
         self.config_values = _Nothing()
-        self._unkept: frozenset[int] = getattr(blocks, _UNKEPT, frozenset())
 
     def __setitem__(self, key: int, value: Any) -> None:
-        # Gradio's __setitem__, less the config it rebuilds on every write, and less the updated
-        # copies of blocks only unqueued events update (`keep_streamed_updates_only`).
+        # Gradio's __setitem__, less the config it rebuilds on every write. The updated copy of a
+        # block is kept: Gradio builds each update's answer from it (a button made visible showed
+        # nothing without it).
         block = self.blocks_config.blocks.get(key)
         if isinstance(block, gr.State):
             self._state_ttl[key] = (block.time_to_live, datetime.datetime.now())
             self.state_data[key] = value
-        elif key not in self._unkept:
+        else:
             self.blocks_config.blocks[key] = value
 
     def _update_config(self, key: int) -> None:
@@ -238,26 +237,6 @@ def unname_private_events(demo: gr.Blocks) -> None:
     for fn in demo.fns.values():
         if fn.api_visibility == "private":
             fn.api_name = None
-
-
-_UNKEPT = "_flux_playground_unkept_updates"
-
-
-def keep_streamed_updates_only(demo: gr.Blocks) -> None:
-    """Sessions keep an updated copy of a block only if a queued event updates it.
-
-    Gradio keeps, per session, a copy of every block an event updated, with the update applied. A
-    streamed (queued) event needs them: its later updates build on the earlier ones (without them,
-    the result columns a run opened never showed). The unqueued control events do not (each update
-    is whole), and anyone can call them with a fresh session each time: with nine providers their
-    copies (the picker's rows, the labels) cost about 75 KB a session (tests/test_hardening.py).
-    """
-    queued: set[int] = set()
-    unqueued: set[int] = set()
-    for fn in demo.fns.values():
-        target = queued if fn.queue else unqueued
-        target.update(block._id for block in fn.outputs)
-    setattr(demo, _UNKEPT, frozenset(unqueued - queued))
 
 
 def has_pending_session(demo: gr.Blocks, session_hash: str) -> bool:

@@ -66,7 +66,6 @@ def build_page(
     )
     demo = build_blocks(settings, handlers, oauth=oauth_enabled() if oauth is None else oauth)
     gradio_compat.unname_private_events(demo)
-    gradio_compat.keep_streamed_updates_only(demo)
     handlers.api.forget_session = lambda session: gradio_compat.forget_session(demo, session)
     return Page(demo, handlers)
 
