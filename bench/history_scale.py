@@ -1,10 +1,18 @@
-"""Benchmark 5: one person's history with 10 000 images.
+"""Benchmark 5: one person's history with 10 000 images, in a database shared with other people's.
 
 The newest page is made of real saved items: photo-like 1024² images (smooth structure plus grain,
 not flat colour) that went through the real pipeline (verify, PNG with metadata, `History.add`), so
 their thumbnails are what a person would download. The other rows are cloned from them (new ids,
-older times, varied prompts; files hard-linked), so the store is consistent and `History()` keeps
-them all on open. Server time of a gallery page = `History.list` + `History.count`, as the page does.
+older times, varied prompts, runs of three providers; files hard-linked), so the store is consistent
+and `History()` keeps them all on open; 40 other people own 40 000 more rows of the same vocabulary,
+which the full-text index holds too. Server time of a gallery page = `History.list` + `History.count`,
+as the page does; of a page of runs = `History.list_runs` (24) + `History.count_runs`.
+
+Each search is timed twice in the same run, on the same database: with the FTS5 index ("fts", what
+searches use) and with the substring matching that came before it and stays as the fallback where
+SQLite lacks FTS5 ("like": `prompt_folded LIKE '%word%'`, one per word). `found` is the count each
+gives: the same for one word, and prefixes find words LIKE also finds inside others ("ca" in
+"volcano").
 
     python -m bench.history_scale [--quick]
 """
@@ -23,17 +31,20 @@ from typing import Any
 from PIL import Image, ImageFilter
 
 from flux_playground import history as history_module
+from flux_playground import history_files, history_rows
 from flux_playground.db import transaction
-from flux_playground.history import MAX_THUMBNAIL_BYTES, History
+from flux_playground.history import MAX_THUMBNAIL_BYTES, History, HistoryItem
 from flux_playground.images import to_png_with_metadata, verify_image
 from flux_playground.models import GeneratedImage, GenerationRequest, GenerationResult
 
-from .common import main, percentile, round_ms, summary_ms, temp_dir
+from .common import main, round_ms, summary_ms, temp_dir
 
 __all__ = ["photo_like", "run"]
 
 OWNER = "bench:history-scale"
 PAGE = 48
+RUNS_PAGE = 24
+RUN_PROVIDERS = ("segmind", "deepinfra", "atlascloud")
 WORDS = (
     "fox harbour lighthouse forest portrait city night neon desert mountain river cat dog robot castle "
     "garden ocean storm sunset winter market train bridge temple dragon astronaut library kitchen "
@@ -41,6 +52,13 @@ WORDS = (
 ).split()
 RARE_WORD = "xylophone"  # in about 1 % of prompts
 ABSENT_WORD = "zeppelin"  # in none: the search must look at every row
+SEARCHES = {
+    "one_word": "harbour",  # in about 15 % of prompts
+    "two_words": "night harbour",  # both, in any order: about 2 %
+    "prefix": "ca",  # cat, castle, cathedral, canyon, carnival
+    "rare_word": RARE_WORD,
+    "no_match": ABSENT_WORD,
+}
 
 
 def photo_like(size: int, seed: int) -> Image.Image:
@@ -81,45 +99,76 @@ def _result(jpeg: bytes, prompt: str, seed: int) -> GenerationResult:
     )
 
 
-def _clone_rows(store: History, real: list[Any], total: int, rng: random.Random) -> None:
-    """Fill the history to `total` rows with older clones of the real items (files hard-linked)."""
-    key = history_module._owner_dir(OWNER)
+def _clone_rows(store: History, owner: str, real: list[HistoryItem], count: int, rng: random.Random) -> None:
+    """Give `owner` `count` older rows cloned from the real items (files hard-linked), in runs of
+    three providers, each run with its run and result rows as `History.add` writes them."""
+    key = history_module._owner_dir(owner)
+    store._paths(key, "x")[0].parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     oldest = min(item.created_at for item in real)
-    rows = []
-    for n in range(total - len(real)):
+    items: list[HistoryItem] = []
+    results: list[tuple[str, float, GenerationResult]] = []
+    for n in range(count):
+        provider = RUN_PROVIDERS[n % len(RUN_PROVIDERS)]
+        if n % len(RUN_PROVIDERS) == 0:
+            run_id, created_at, prompt = secrets.token_urlsafe(12), oldest - 1 - n, _prompt(rng)
         source = real[n % len(real)]
         item_id = secrets.token_urlsafe(16)
         png, webp = store._paths(key, item_id)
         os.link(source.image_path, png)
         os.link(source.thumb_path, webp)
-        item = source.model_copy(
-            update={
-                "id": item_id,
-                "created_at": oldest - 1 - n,
-                "run_id": secrets.token_urlsafe(12),
-                "prompt": _prompt(rng),
-                "image_path": png,
-                "thumb_path": webp,
-            }
-        )
-        rows.append(history_module._row(key, item))
+        update = {"id": item_id, "created_at": created_at, "run_id": run_id, "prompt": prompt}
+        files = {"image_path": png, "thumb_path": webp}
+        items.append(source.model_copy(update={**update, "provider": provider, **files}))
+        request = GenerationRequest(prompt=prompt, width=source.width, height=source.height, seed=source.seed)
+        results.append((run_id, created_at, _result_of(provider, request)))
     with store._lock, transaction(store._conn):
-        store._conn.executemany(history_module._INSERT, rows)
+        history_rows.insert_items(store._conn, key, items)
+        for run_id, created_at, result in results:
+            history_rows.record_run(store._conn, key, run_id, created_at, result, RUN_PROVIDERS)
+            history_rows.record_result(store._conn, key, run_id, created_at, result)
 
 
-async def _timed(repeats: int, store: History, query: str) -> list[float]:
-    times = []
+def _result_of(provider: str, request: GenerationRequest) -> GenerationResult:
+    return GenerationResult(
+        provider=provider, provider_label=provider.title(), request=request, images=[], payload={},
+        estimated_cost_usd=Decimal("0.003"), latency_s=1.0,
+    )  # fmt: skip
+
+
+async def _timed(repeats: int, store: History, query: str, *, runs: bool = False) -> tuple[list[float], int]:
+    """A gallery page (the newest 48 matches) or a page of runs (the newest 24, whole), and how many
+    there are in all, as the page asks for them."""
+    page, count, size = (
+        (store.list_runs, store.count_runs, RUNS_PAGE) if runs else (store.list, store.count, PAGE)
+    )
+    times, found = [], 0
     for _ in range(repeats):
         started = time.perf_counter()
-        items = await store.list(OWNER, query=query, limit=PAGE)
-        await store.count(OWNER, query=query)
+        shown = await page(OWNER, query=query, limit=size)
+        found = await count(OWNER, query=query)
         times.append(time.perf_counter() - started)
-        assert query or len(items) == PAGE
-    return times
+        assert len(shown) == min(size, found)
+    return times, found
+
+
+async def _searches(repeats: int, store: History) -> dict[str, dict[str, Any]]:
+    """Every search with the full-text index, then with substring matching, on the same database."""
+    figures: dict[str, dict[str, Any]] = {}
+    for mode in ("fts", "like"):
+        store._full_text = mode == "fts"
+        figures[mode] = {}
+        for name, query in SEARCHES.items():
+            times, found = await _timed(repeats, store, query)
+            figures[mode][name] = {**summary_ms(times), "found": found}
+        times, found = await _timed(repeats, store, SEARCHES["two_words"], runs=True)
+        figures[mode]["runs_two_words"] = {**summary_ms(times), "found": found}
+    store._full_text = True
+    return figures
 
 
 async def _main(quick: bool) -> dict[str, Any]:
     total = 1_000 if quick else 10_000
+    others, other_rows = (4, 100) if quick else (40, 1_000)
     distinct = 4 if quick else 24
     repeats = 5 if quick else 30
     rng = random.Random(7)
@@ -136,10 +185,12 @@ async def _main(quick: bool) -> dict[str, Any]:
             started = time.perf_counter()
             real.extend(await store.add(OWNER, result))
             save_times.append(time.perf_counter() - started)
-        _clone_rows(store, real, total, rng)
-        page = await _timed(repeats, store, "")
-        rare = await _timed(repeats, store, RARE_WORD)
-        absent = await _timed(repeats, store, ABSENT_WORD)
+        _clone_rows(store, OWNER, real, total - len(real), rng)
+        for n in range(others):
+            _clone_rows(store, f"bench:other-{n}", real, other_rows, rng)
+        page, _ = await _timed(repeats, store, "")
+        runs_page, runs = await _timed(repeats, store, "", runs=True)
+        searches = await _searches(repeats, store)
         first_page = await store.list(OWNER, limit=PAGE)
         thumb_sizes = [item.thumb_path.stat().st_size for item in first_page]
         store.close()
@@ -147,18 +198,24 @@ async def _main(quick: bool) -> dict[str, Any]:
         noise = Image.merge("RGB", [Image.effect_noise((1024, 1024), 128) for _ in range(3)])
         out = io.BytesIO()
         noise.save(out, "PNG", compress_level=1)
-        worst = history_module._thumbnail(out.getvalue())
+        worst = history_files.thumbnail(out.getvalue())
         started = time.perf_counter()
         reopened = History(data)  # start-up recovery over the whole store
         open_s = time.perf_counter() - started
         count = await reopened.count(OWNER)
         reopened.close()
+    fts, like = searches["fts"], searches["like"]
     return {
         "items": count,
+        "other_owners_rows": others * other_rows,
+        "runs": runs,
         "first_page": summary_ms(page),
-        "search_rare_word": summary_ms(rare),
-        "search_absent_word": summary_ms(absent),
-        "search_p95_ms": round_ms(max(percentile(rare, 95), percentile(absent, 95))),
+        "runs_page": summary_ms(runs_page),
+        "search": searches,
+        "search_rare_word": {k: v for k, v in fts["rare_word"].items() if k != "found"},
+        "search_absent_word": {k: v for k, v in fts["no_match"].items() if k != "found"},
+        "search_p95_ms": max(figures["p95_ms"] for figures in fts.values()),
+        "like_search_p95_ms": max(figures["p95_ms"] for figures in like.values()),
         "thumb_max_kb": round(max(thumb_sizes) / 1024, 1),
         "thumb_mean_kb": round(sum(thumb_sizes) / len(thumb_sizes) / 1024, 1),
         "thumb_noise_kb": round(len(worst) / 1024, 1),

@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["BUSY_TIMEOUT_MS", "migrate", "open_db", "transaction"]
+__all__ = ["BUSY_TIMEOUT_MS", "migrate", "open_db", "snapshot", "transaction"]
 
 BUSY_TIMEOUT_MS = 5000
 
@@ -50,6 +50,19 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
+
+
+@contextmanager
+def snapshot(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """A read transaction: several SELECTs see one state of the file, whatever other writers commit.
+
+    In WAL mode this takes no lock that blocks writers; it only pins the snapshot read first.
+    """
+    conn.execute("BEGIN DEFERRED")
+    try:
+        yield conn
+    finally:
+        conn.execute("COMMIT")
 
 
 def migrate(conn: sqlite3.Connection, component: str, steps: Sequence[Sequence[str]]) -> None:

@@ -2,19 +2,26 @@
 
 Layout under the data directory:
 
-    history.sqlite3                       the index: one row per image (see _SCHEMA)
+    history.sqlite3                       the index: one row per image (history_schema.py)
     images/<owner_dir>/<id>.png           exactly the bytes of GeneratedImage.png (metadata included)
     images/<owner_dir>/<id>.webp          a thumbnail of at most MAX_THUMBNAIL_BYTES
 
 `owner_dir` is sha256(owner)[:32]; the database stores the same hash, never the owner string (an
 "anon:<token>" owner is a bearer secret). Ids are 128 random bits. Paths are built only from the
-hash and an id read back from a row already matched on (owner, id), so no input names a file.
+hash and an id read back from a row already matched on (owner, id), so no input names a file. Every
+query filters on that hash: another person's item, run or spend is never read.
+
+Images are grouped by the run that made them (`run_id`, one per Generate at any number of providers:
+see `add`), so a past comparison reopens as it was (`list_runs`, `get_run`). Search, filters and
+counts are history_search.py. A delete moves the item to the trash for `undo_seconds` (`restore`
+brings it back); after that it is purged: row first, then files.
 
 Crash safety: files go to a temp name, are fsynced and renamed, and only then are the run's rows
-inserted in one transaction; deleting removes the row first, then the files. A crash therefore
-leaves either a complete item or unlisted leftovers, which the next `History()` removes: temp files,
-rows whose PNG is gone, and files without a row. Leftovers younger than _LEFTOVER_AGE_S are kept, as
-they may belong to another process that is writing right now.
+inserted in one transaction (search index, run and spend rows included); a delete or an undo is one
+UPDATE; a purge removes the rows, then the files. A crash therefore leaves either a complete item or
+unlisted leftovers, which the next `History()` removes: temp files, rows whose PNG is gone, and files
+without a row. Leftovers younger than _LEFTOVER_AGE_S are kept, as they may belong to another
+process that is writing right now.
 """
 
 from __future__ import annotations
@@ -23,83 +30,53 @@ import asyncio
 import builtins
 import contextlib
 import hashlib
-import os
 import re
 import secrets
 import threading
 import time
-from decimal import Decimal
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
-from pydantic import BaseModel, ConfigDict
+from . import history_rows as rows
+from .db import open_db, snapshot, transaction
+from .history_files import MAX_THUMBNAIL_BYTES, fsync_dir, remove_leftovers, write_atomic
+from .history_files import thumbnail as _thumbnail  # looked up here, so a test can replace it
+from .history_models import REQUEST_FIELDS, HistoryItem, HistoryRun, Spend
+from .history_schema import prepare
+from .history_search import Filters, Period, period_start
+from .images import take_decoded, thumbnail_of
+from .models import GenerationResult
 
-from .db import migrate, open_db, transaction
-from .images import make_thumbnail, take_decoded, thumbnail_of
-from .models import GenerationRequest, GenerationResult
-
-__all__ = ["MAX_THUMBNAIL_BYTES", "History", "HistoryItem"]
-
-MAX_THUMBNAIL_BYTES = 40 * 1024
-#: Tried in turn until the thumbnail fits; only pure noise ever gets past the first.
-_THUMBNAIL_LADDER = ((320, 72), (320, 50), (256, 40), (192, 30), (128, 10))
-_LEFTOVER_AGE_S = 600.0
-_OWNER_DIR = re.compile(r"[0-9a-f]{32}")
-_SCHEMA = [
-    [
-        "CREATE TABLE history_items (id TEXT PRIMARY KEY, owner TEXT NOT NULL,"
-        " created_at REAL NOT NULL, provider TEXT NOT NULL, provider_label TEXT NOT NULL,"
-        " prompt TEXT NOT NULL, prompt_folded TEXT NOT NULL, width INTEGER NOT NULL,"
-        " height INTEGER NOT NULL, steps INTEGER NOT NULL, seed INTEGER, sampler TEXT,"
-        " scheduler TEXT, num_images INTEGER NOT NULL, idx INTEGER NOT NULL, run_id TEXT NOT NULL,"
-        " estimated_cost_usd TEXT, reported_cost_usd TEXT, latency_s REAL NOT NULL)",
-        "CREATE INDEX history_owner_time ON history_items (owner, created_at DESC, run_id, idx)",
-        "CREATE INDEX history_owner_provider_time"
-        " ON history_items (owner, provider, created_at DESC, run_id, idx)",
-    ],
+__all__ = [
+    "MAX_THUMBNAIL_BYTES",
+    "UNDO_SECONDS",
+    "FilterArgs",
+    "Filters",
+    "History",
+    "HistoryItem",
+    "HistoryRun",
+    "Period",
+    "Spend",
+    "period_start",
 ]
 
-
-class HistoryItem(BaseModel):
-    """One saved image and the settings that made it."""
-
-    model_config = ConfigDict(frozen=True)
-
-    id: str
-    created_at: float
-    provider: str
-    provider_label: str
-    prompt: str
-    width: int
-    height: int
-    steps: int
-    seed: int | None
-    sampler: str | None
-    scheduler: str | None
-    num_images: int
-    index: int
-    run_id: str
-    estimated_cost_usd: Decimal | None
-    reported_cost_usd: Decimal | None
-    latency_s: float
-    image_path: Path
-    thumb_path: Path
-
-    @property
-    def request(self) -> GenerationRequest:
-        """The settings to run again, seed included (a "reuse" button should not re-roll it)."""
-        return GenerationRequest.model_validate(self.model_dump(include={*_REQUEST_FIELDS, "seed"}))
-
-
-#: HistoryItem fields kept as columns (`index` is `idx` in SQL, where INDEX is a keyword).
-_FIELDS = tuple(name for name in HistoryItem.model_fields if not name.endswith("_path"))
-_COLUMNS = ", ".join("idx" if name == "index" else name for name in _FIELDS)
-_INSERT = (
-    f"INSERT INTO history_items (owner, prompt_folded, {_COLUMNS})"
-    f" VALUES (:owner, :prompt_folded, {', '.join(':' + name for name in _FIELDS)})"
-)
-_REQUEST_FIELDS = {"prompt", "width", "height", "steps", "sampler", "scheduler", "num_images"}
+#: How long a deleted item can be brought back; then its row and files are purged.
+UNDO_SECONDS = 30.0
+_LEFTOVER_AGE_S = 600.0
+_RUN_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _RESULT_FIELDS = {"provider", "provider_label", "estimated_cost_usd", "reported_cost_usd", "latency_s"}
+_ITEMS = f"SELECT {rows.COLUMNS} FROM history_items"
+
+
+class FilterArgs(TypedDict, total=False):
+    """The search box and filters, as keywords of list, count, list_runs and count_runs."""
+
+    query: str
+    provider: str | None
+    since: datetime | None
+    until: datetime | None
 
 
 class History:
@@ -111,57 +88,128 @@ class History:
     worker threads. Other processes on the same file are handled by WAL and the busy timeout.
     """
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(
+        self, data_dir: Path, *, undo_seconds: float = UNDO_SECONDS, clock: Callable[[], float] = time.time
+    ) -> None:
         self._images = data_dir.resolve() / "images"
+        self._undo_seconds, self._clock = undo_seconds, clock
         self._lock = threading.Lock()
         self._conn = open_db(data_dir / "history.sqlite3")
-        migrate(self._conn, "history", _SCHEMA)
+        #: False where SQLite lacks FTS5: searches then match words as substrings (history_search.py).
+        self._full_text = prepare(self._conn)
         self._recover()
 
-    async def add(self, owner: str, result: GenerationResult) -> builtins.list[HistoryItem]:
-        """Save every image of `result` now; returns them in run order."""
-        return await asyncio.to_thread(self._add, owner, result)
+    @staticmethod
+    def new_run_id() -> str:
+        """An id for one run: pass the same one to `add` for each of its providers' results."""
+        return secrets.token_urlsafe(12)
 
-    async def list(
+    async def add(
         self,
         owner: str,
+        result: GenerationResult,
         *,
-        query: str = "",
-        provider: str | None = None,
-        limit: int = 48,
-        offset: int = 0,
+        run_id: str | None = None,
+        run_providers: Sequence[str] = (),
     ) -> builtins.list[HistoryItem]:
-        """Newest first; `query` matches any part of the prompt, ignoring case (Unicode-aware)."""
-        if limit < 0 or offset < 0:
-            raise ValueError("limit and offset must not be negative")
-        where, params = self._where(owner, query, provider)
-        sql = (
-            f"SELECT {_COLUMNS} FROM history_items WHERE {where}"
-            " ORDER BY created_at DESC, run_id, idx LIMIT ? OFFSET ?"
-        )
-        rows = await asyncio.to_thread(self._query, sql, (*params, limit, offset))
-        return [self._item(_owner_dir(owner), row) for row in rows]
+        """Save every image of `result` now; returns them in run order.
 
-    async def count(self, owner: str, *, query: str = "", provider: str | None = None) -> int:
-        where, params = self._where(owner, query, provider)
-        rows = await asyncio.to_thread(
-            self._query, f"SELECT count(*) FROM history_items WHERE {where}", params
-        )
-        return int(rows[0][0])
+        One run at several providers: the caller passes one `run_id` (`new_run_id()`) for all of
+        them, and `run_providers`, every provider the run was sent to in the order shown, so the run
+        reopens with its cards in that order and "reuse" gets them all, the failed ones included.
+        Without a run id each call is a run of its own.
+        """
+        if run_id is not None and not _RUN_ID.fullmatch(run_id):
+            raise ValueError("a run id is 1 to 64 letters, digits, '-' or '_'")
+        return await asyncio.to_thread(self._add, owner, result, run_id or self.new_run_id(), run_providers)
+
+    async def list(
+        self, owner: str, *, limit: int = 48, offset: int = 0, **filters: Unpack[FilterArgs]
+    ) -> builtins.list[HistoryItem]:
+        """Newest first, matching the search and filters (history_search.py)."""
+        _check_page(limit, offset)
+        where, params = self._where(owner, Filters(**filters))
+        sql = f"{_ITEMS} WHERE {where} ORDER BY created_at DESC, run_id, idx LIMIT ? OFFSET ?"
+        found = await asyncio.to_thread(self._query, sql, (*params, limit, offset))
+        return [self._item(_owner_dir(owner), row) for row in found]
+
+    async def count(self, owner: str, **filters: Unpack[FilterArgs]) -> int:
+        """How many items `list` with the same filters has in all ("3 of 30 images": the 3)."""
+        where, params = self._where(owner, Filters(**filters))
+        return await self._count(f"SELECT count(*) FROM history_items WHERE {where}", params)
+
+    async def total(self, owner: str) -> int:
+        """How many items the person has, whatever the filters ("3 of 30 images": the 30)."""
+        return await self.count(owner)
 
     async def get(self, owner: str, item_id: str) -> HistoryItem | None:
-        """The item, or None when it does not exist or belongs to someone else (the same answer)."""
+        """The item, or None when it does not exist, is deleted or belongs to someone else (alike)."""
         key = _owner_dir(owner)
-        rows = await asyncio.to_thread(
-            self._query,
-            f"SELECT {_COLUMNS} FROM history_items WHERE id = ? AND owner = ?",
-            (item_id, key),
-        )
-        return self._item(key, rows[0]) if rows else None
+        sql = f"{_ITEMS} WHERE id = ? AND owner = ? AND deleted_at IS NULL"
+        found = await asyncio.to_thread(self._query, sql, (item_id, key))
+        return self._item(key, found[0]) if found else None
+
+    async def list_runs(
+        self, owner: str, *, limit: int = 24, offset: int = 0, **filters: Unpack[FilterArgs]
+    ) -> builtins.list[HistoryRun]:
+        """Runs newest first, each whole: every image of it left, providers in run order, then index.
+
+        A run is listed when any of its images matches the filters; it is shown whole all the same,
+        as the comparison it was.
+        """
+        _check_page(limit, offset)
+        where, params = self._where(owner, Filters(**filters))
+        sql = f"{rows.runs_sql(where)} ORDER BY r.created_at DESC, r.run_id LIMIT ? OFFSET ?"
+        return await asyncio.to_thread(self._runs, owner, sql, (*params, limit, offset))
+
+    async def count_runs(self, owner: str, **filters: Unpack[FilterArgs]) -> int:
+        """How many runs `list_runs` with the same filters has in all."""
+        where, params = self._where(owner, Filters(**filters))
+        # Every item's run has its row (written and removed with its items): counting the items'
+        # run ids answers the same as counting runs, and reads only the matching items.
+        return await self._count(f"SELECT count(DISTINCT run_id) FROM history_items WHERE {where}", params)
+
+    async def get_run(self, owner: str, run_id: str) -> HistoryRun | None:
+        """The whole run, or None when it has no image left or belongs to someone else (alike)."""
+        where, params = self._where(owner, Filters())
+        sql = f"{rows.runs_sql(where)} AND r.run_id = ?"
+        found = await asyncio.to_thread(self._runs, owner, sql, (*params, run_id))
+        return found[0] if found else None
 
     async def delete(self, owner: str, item_id: str) -> bool:
-        """Remove the row, then both files. False if there is no such item of this owner."""
-        return await asyncio.to_thread(self._delete, _owner_dir(owner), item_id)
+        """Move the item to the trash (`restore` within undo_seconds). False if no such live item."""
+        return bool(await asyncio.to_thread(self._trash, _owner_dir(owner), "id = ?", item_id))
+
+    async def restore(self, owner: str, item_id: str) -> bool:
+        """Undo `delete`; False when there is nothing to undo (never deleted, too late, not theirs)."""
+        return bool(await asyncio.to_thread(self._untrash, _owner_dir(owner), "id = ?", (item_id,)))
+
+    async def delete_run(self, owner: str, run_id: str) -> int:
+        """Move every image of the run to the trash; how many (0: no such run of this owner)."""
+        return await asyncio.to_thread(self._trash, _owner_dir(owner), "run_id = ?", run_id)
+
+    async def restore_run(self, owner: str, run_id: str) -> int:
+        """Undo the run's latest delete (`delete_run` or one image's); how many came back."""
+        key = _owner_dir(owner)
+        latest = "(SELECT max(deleted_at) FROM history_items WHERE owner = ? AND run_id = ?)"
+        condition = f"run_id = ? AND deleted_at = {latest}"
+        return await asyncio.to_thread(self._untrash, key, condition, (run_id, key, run_id))
+
+    async def purge_expired(self) -> int:
+        """Purge every item deleted more than undo_seconds ago (deletes and start-up also do)."""
+        return len(await asyncio.to_thread(self._purge))
+
+    async def spent_today(self, owner: str) -> Spend:
+        """This person's results since 00:00 UTC: estimated and reported totals, exact.
+
+        Deleted images still count: their results are kept (without the prompt) as money spent.
+        """
+        since = period_start("today", datetime.fromtimestamp(self._clock(), UTC)).timestamp()
+        sql = (
+            "SELECT estimated_cost_usd, reported_cost_usd FROM history_results"
+            " WHERE owner = ? AND created_at >= ?"
+        )
+        return Spend.of(await asyncio.to_thread(self._query, sql, (_owner_dir(owner), since)))
 
     def close(self) -> None:
         with self._lock:
@@ -169,8 +217,10 @@ class History:
 
     # --- worker-thread side ------------------------------------------------------------------------
 
-    def _add(self, owner: str, result: GenerationResult) -> builtins.list[HistoryItem]:
-        key, request, run_id, now = _owner_dir(owner), result.request, secrets.token_urlsafe(12), time.time()
+    def _add(
+        self, owner: str, result: GenerationResult, run_id: str, run_providers: Sequence[str]
+    ) -> builtins.list[HistoryItem]:
+        key, request, now = _owner_dir(owner), result.request, self._clock()
         folder = self._images / key
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         items: builtins.list[HistoryItem] = []
@@ -182,7 +232,7 @@ class History:
                 items.append(
                     HistoryItem.model_validate(
                         {
-                            **request.model_dump(include=_REQUEST_FIELDS),
+                            **request.model_dump(include=REQUEST_FIELDS),
                             **result.model_dump(include=_RESULT_FIELDS),
                             "id": item_id,
                             "created_at": now,
@@ -194,16 +244,19 @@ class History:
                         }
                     )
                 )
-                _write_atomic(png, image.png)
+                write_atomic(png, image.png)
                 # The Playground keeps the pixels it decoded: no need to decode the PNG again.
                 decoded = take_decoded(image)
                 thumb = thumbnail_of(decoded) if decoded is not None else None
                 if thumb is None or len(thumb) > MAX_THUMBNAIL_BYTES:
                     thumb = _thumbnail(image.png)
-                _write_atomic(webp, thumb)
-            _fsync_dir(folder)  # the renames must be durable before a row points at them
-            with self._lock, transaction(self._conn):
-                self._conn.executemany(_INSERT, [_row(key, item) for item in items])
+                write_atomic(webp, thumb)
+            fsync_dir(folder)  # the renames must be durable before a row points at them
+            with self._lock, transaction(self._conn):  # items, index (triggers), run and spend at once
+                rows.insert_items(self._conn, key, items)
+                if items:
+                    rows.record_run(self._conn, key, run_id, now, result, run_providers)
+                rows.record_result(self._conn, key, run_id, now, result)
         except BaseException:
             for item in items:
                 item.image_path.unlink(missing_ok=True)
@@ -211,49 +264,68 @@ class History:
             raise
         return items
 
-    def _delete(self, key: str, item_id: str) -> bool:
+    def _trash(self, key: str, condition: str, value: str) -> int:
+        now = self._clock()
         with self._lock, transaction(self._conn):
-            gone = self._conn.execute(
-                "DELETE FROM history_items WHERE id = ? AND owner = ?", (item_id, key)
-            ).rowcount
-        if gone:
+            trashed = rows.trash(self._conn, key, condition, (value,), now)
+            # A good moment to sweep the expired trash: the write lock is held anyway.
+            expired = rows.purge_rows(self._conn, now - self._undo_seconds)
+        self._remove_files(expired)
+        return trashed
+
+    def _untrash(self, key: str, condition: str, params: tuple[object, ...]) -> int:
+        with self._lock, transaction(self._conn):
+            return rows.untrash(self._conn, key, condition, params, self._clock() - self._undo_seconds)
+
+    def _purge(self) -> builtins.list[tuple[str, str]]:
+        with self._lock, transaction(self._conn):
+            expired = rows.purge_rows(self._conn, self._clock() - self._undo_seconds)
+        self._remove_files(expired)  # rows first: a crash here leaves files that _recover removes
+        return expired
+
+    def _remove_files(self, items: builtins.list[tuple[str, str]]) -> None:
+        for key, item_id in items:
             for path in self._paths(key, item_id):
                 path.unlink(missing_ok=True)
-        return bool(gone)
 
     def _query(self, sql: str, params: tuple[object, ...]) -> builtins.list[tuple[Any, ...]]:
         with self._lock:
             return self._conn.execute(sql, params).fetchall()
 
+    async def _count(self, sql: str, params: tuple[object, ...]) -> int:
+        found = await asyncio.to_thread(self._query, sql, params)
+        return int(found[0][0])
+
+    def _runs(self, owner: str, sql: str, params: tuple[object, ...]) -> builtins.list[HistoryRun]:
+        """The runs `sql` selects (the owner is its first parameter), whole, from one snapshot."""
+        key = _owner_dir(owner)
+        with self._lock, snapshot(self._conn):
+            runs, item_rows = rows.select_runs(self._conn, key, sql, (key, *params))
+        items: dict[str, builtins.list[HistoryItem]] = {}
+        for item in (self._item(key, row) for row in item_rows):
+            items.setdefault(item.run_id, []).append(item)
+        return [rows.run_of(run, items.get(run["id"], [])) for run in runs]
+
     def _recover(self) -> None:
-        rows = self._query("SELECT id, owner FROM history_items", ())
+        self._purge()
         kept: set[tuple[str, str]] = set()
         dropped: builtins.list[tuple[str, str]] = []
-        for item_id, key in rows:
+        runs: set[tuple[str, str]] = set()
+        for item_id, key, run_id in self._query("SELECT id, owner, run_id FROM history_items", ()):
             png, webp = self._paths(str(key), str(item_id))
             if not png.exists():
-                dropped.append((item_id, key))
+                dropped.append((key, item_id))
+                runs.add((key, run_id))
                 webp.unlink(missing_ok=True)
                 continue
             kept.add((key, item_id))
             if not webp.exists():  # only by hand; the PNG is what matters, the preview is cheap
                 with contextlib.suppress(OSError, ValueError):  # a damaged PNG must not stop startup
-                    _write_atomic(webp, _thumbnail(png.read_bytes()))
+                    write_atomic(webp, _thumbnail(png.read_bytes()))
         if dropped:
             with self._lock, transaction(self._conn):
-                self._conn.executemany("DELETE FROM history_items WHERE id = ? AND owner = ?", dropped)
-        if not self._images.is_dir():
-            return
-        cutoff = time.time() - _LEFTOVER_AGE_S
-        for folder in self._images.iterdir():
-            if folder.is_symlink() or not folder.is_dir() or not _OWNER_DIR.fullmatch(folder.name):
-                continue
-            for path in folder.iterdir():
-                leftover = path.suffix == ".tmp" or (
-                    path.suffix in (".png", ".webp") and (folder.name, path.stem) not in kept
-                )
-                if leftover and not path.is_dir() and path.lstat().st_mtime < cutoff:
-                    path.unlink(missing_ok=True)
+                rows.delete_rows(self._conn, dropped, runs)
+        remove_leftovers(self._images, kept, older_than=time.time() - _LEFTOVER_AGE_S)
 
     # --- helpers -----------------------------------------------------------------------------------
 
@@ -262,67 +334,20 @@ class History:
         return folder / f"{item_id}.png", folder / f"{item_id}.webp"
 
     def _item(self, key: str, row: tuple[object, ...]) -> HistoryItem:
-        fields = dict(zip(_FIELDS, row, strict=True))
+        fields = dict(zip(rows.FIELDS, row, strict=True))
         image_path, thumb_path = self._paths(key, str(fields["id"]))
         return HistoryItem.model_validate({**fields, "image_path": image_path, "thumb_path": thumb_path})
 
-    @staticmethod
-    def _where(owner: str, query: str, provider: str | None) -> tuple[str, tuple[object, ...]]:
-        where, params = "owner = ?", [_owner_dir(owner)]
-        if query:
-            # Match against a casefolded copy (SQLite's own LIKE folds ASCII only); escape the
-            # wildcards so "100%" and "a_b" mean what they say.
-            needle = re.sub(r"([\\%_])", r"\\\1", query.casefold())
-            where += " AND prompt_folded LIKE ? ESCAPE '\\'"
-            params.append(f"%{needle}%")
-        if provider is not None:
-            where += " AND provider = ?"
-            params.append(provider)
-        return where, tuple(params)
+    def _where(self, owner: str, filters: Filters) -> tuple[str, tuple[object, ...]]:
+        return filters.where(_owner_dir(owner), full_text=self._full_text)
+
+
+def _check_page(limit: int, offset: int) -> None:
+    if limit < 0 or offset < 0:
+        raise ValueError("limit and offset must not be negative")
 
 
 def _owner_dir(owner: str) -> str:
     if not owner:
         raise ValueError("a history owner is required")
     return hashlib.sha256(owner.encode()).hexdigest()[:32]
-
-
-def _thumbnail(png: bytes) -> bytes:
-    for size, quality in _THUMBNAIL_LADDER:
-        thumb = make_thumbnail(png, size=size, quality=quality)
-        if len(thumb) <= MAX_THUMBNAIL_BYTES:
-            break
-    return thumb
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Temp file in the same directory, fsync, rename: the final name only ever holds whole files."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def _fsync_dir(folder: Path) -> None:
-    if os.name != "posix":  # Windows cannot open a directory; its renames are journaled by NTFS
-        return
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _row(key: str, item: HistoryItem) -> dict[str, object]:
-    """The SQL parameters for `item`; costs as TEXT so no cent is lost to a float."""
-    row = item.model_dump(include=set(_FIELDS))
-    for name in ("estimated_cost_usd", "reported_cost_usd"):
-        row[name] = None if row[name] is None else str(row[name])
-    return {**row, "owner": key, "prompt_folded": item.prompt.casefold()}

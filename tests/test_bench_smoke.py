@@ -34,7 +34,10 @@ EXPECTED: dict[str, set[str]] = {
     },
     "history_scale": {
         "items",
+        "other_owners_rows",
         "first_page",
+        "search",
+        "runs_page",
         "search_p95_ms",
         "thumb_max_kb",
         "thumb_noise_kb",
@@ -50,6 +53,16 @@ EXPECTED: dict[str, set[str]] = {
     "browser": {"click_to_image_p50_s", "click_to_image_max_s"},
 }
 CELL = {"added", "emulator_floor_p50_ms", "loop_stall_own_max_ms", "breakdown_p50_ms"}
+
+
+def test_update_reads_the_written_figures_back() -> None:
+    """`--only NAME --update` keeps the other figures of docs/benchmarks.md by reading them back."""
+    from bench.run_all import read_back, render
+
+    results, meta = read_back((REPO / "docs" / "benchmarks.md").read_text())
+    assert set(results) == set(EXPECTED) and meta["command"].startswith("python -m bench.run_all")
+    assert read_back(render(results, meta)) == (results, meta)
+    assert read_back(render(results, {**meta, "note": "x re-run"}))[1]["note"] == "x re-run"
 
 
 @pytest.mark.browser  # the browser benchmark drives Chromium, like the page's browser tests
@@ -69,6 +82,10 @@ def test_quick_run_writes_every_figure(tmp_path: Path) -> None:
     for name, keys in EXPECTED.items():
         assert "error" not in results[name], results[name]
         assert keys <= set(results[name]), (name, keys - set(results[name]))
+    for mode in ("fts", "like"):
+        assert set(results["history_scale"]["search"][mode]) == {
+            "one_word", "two_words", "prefix", "rare_word", "no_match", "runs_two_words"
+        }  # fmt: skip
     for cell in results["added_latency"]["cells"].values():
         assert CELL <= set(cell)
     for side in ("ours", "sample_code"):

@@ -120,14 +120,21 @@ async def test_pagination_and_count(history: History) -> None:
         await history.list("hf:alice", limit=-1)
 
 
-async def test_get_and_delete(history: History) -> None:
+async def test_get_and_delete(tmp_path: Path) -> None:
+    now = [time.time()]
+    history = History(tmp_path, undo_seconds=30, clock=lambda: now[0])
     [item] = await history.add("hf:alice", _result())
     assert await history.get("hf:alice", item.id) == item
     assert await history.delete("hf:alice", item.id) is True
-    assert not item.image_path.exists() and not item.thumb_path.exists()
     assert await history.get("hf:alice", item.id) is None
     assert await history.delete("hf:alice", item.id) is False
     assert await history.count("hf:alice") == 0
+    assert item.image_path.exists() and item.thumb_path.exists()  # in the trash: undo is possible
+    now[0] += 31
+    assert await history.purge_expired() == 1
+    assert not item.image_path.exists() and not item.thumb_path.exists()
+    assert await history.restore("hf:alice", item.id) is False
+    history.close()
 
 
 async def test_owners_are_isolated(history: History, tmp_path: Path) -> None:
