@@ -58,6 +58,7 @@ class Generation:
         except PlaygroundError as exc:
             raise refuse(exc.message, title="Cannot generate yet") from None
         identity = resolve_identity(profile, form.browser_id)
+        run_id = History.new_run_id()  # one run, however many providers: it reopens as one
         try:
             first = True
             async for snap in self.playground.run(
@@ -73,7 +74,7 @@ class Generation:
                     if slot.result is None:
                         values[f"gallery:{name}"] = gr.update(value=None, visible=False)
                         continue
-                    paths, note = await self._save(identity.owner, slot.result)
+                    paths, note = await self._save(identity.owner, slot.result, run_id, names)
                     saved_any = saved_any or not note
                     values[f"status:{name}"] = render.slot_html(slot, snap.now, snap.request)
                     values[f"caption:{name}"] = render.caption_html(
@@ -117,10 +118,12 @@ class Generation:
             values[f"caption:{name}"] = ""
         return values
 
-    async def _save(self, owner: str, result: GenerationResult) -> tuple[list[str], str]:
+    async def _save(
+        self, owner: str, result: GenerationResult, run_id: str, providers: list[str]
+    ) -> tuple[list[str], str]:
         """Into history before it is shown; if that fails, still show the images (and say so)."""
         try:
-            items = await self.history.add(owner, result)
+            items = await self.history.add(owner, result, run_id=run_id, run_providers=providers)
             return [str(item.image_path) for item in items], ""
         except Exception:
             log.exception("Could not save a %s result to history", result.provider)

@@ -19,12 +19,13 @@ from .presets import preset_for
 from .refusals import refuse
 from .updates import ordered
 
-__all__ = ["DETAIL_OUTPUTS", "HISTORY_OUTPUTS", "PAGE_SIZE", "REUSE_OUTPUTS", "HistoryView"]
+__all__ = ["DELETE_OUTPUTS", "DETAIL_OUTPUTS", "HISTORY_OUTPUTS", "PAGE_SIZE", "REUSE_OUTPUTS", "HistoryView"]
 
 PAGE_SIZE = 48
 
 HISTORY_OUTPUTS = ["history", "history_ids", "history_count", "more", "history_empty"]
 DETAIL_OUTPUTS = ["details", "details_html", "details_image", "download", "selected"]
+DELETE_OUTPUTS = [*HISTORY_OUTPUTS, *DETAIL_OUTPUTS, "undo", "deleted"]
 REUSE_OUTPUTS = [
     "prompt", "providers", "preset", "width", "height", "steps", "seed", "random_seed", "num_images",
     "sampler", "scheduler",
@@ -52,16 +53,19 @@ class HistoryView:
         query, provider = form.query(), form.history_provider()
         items = await self.history.list(identity.owner, query=query, provider=provider, limit=shown)
         total = await self.history.count(identity.owner, query=query, provider=provider)
+        everything = await self.history.total(identity.owner) if (query or provider) else total
         return {
             "history": gr.update(
                 value=[(str(item.thumb_path), item.provider_label) for item in items],
                 visible=bool(items),
             ),
             "history_ids": [item.id for item in items],
-            "history_count": render.history_count_html(len(items), total, identity.display),
+            "history_count": render.history_count_html(
+                len(items), total, identity.display, everything=everything, query=query
+            ),
             "more": gr.update(visible=len(items) < total),
             "history_empty": gr.update(
-                value=render.empty_history_html(bool(query or provider)), visible=not items
+                value=render.empty_history_html(bool(query or provider), query=query), visible=not items
             ),
         }
 
@@ -115,16 +119,20 @@ class HistoryView:
         )
 
     async def reuse(self, form: Form, profile: gr.OAuthProfile | None = None) -> tuple[Any, ...]:
-        """Every control set to the item's settings: its provider, size, steps, and its fixed seed."""
+        """Every control set to the run's settings: all the providers it went to, its size, steps,
+        and its image's fixed seed."""
         item = await self._owned(form, profile, _selected(form))
         if item is None:
             raise refuse("That image is no longer in your history.")
+        owner = resolve_identity(profile, form.browser_id).owner
+        run = await self.history.get_run(owner, item.run_id)
+        providers = [name for name in (run.providers if run else (item.provider,)) if name in PROVIDERS]
         gr.Info("Settings restored. Press Generate to run them again.")
         return ordered(
             REUSE_OUTPUTS,
             {
                 "prompt": item.prompt,
-                "providers": [item.provider] if item.provider in PROVIDERS else [],
+                "providers": providers,
                 "preset": preset_for(item.width, item.height),
                 "width": item.width,
                 "height": item.height,
@@ -138,11 +146,25 @@ class HistoryView:
         )
 
     async def delete(self, form: Form, profile: gr.OAuthProfile | None = None) -> tuple[Any, ...]:
+        """Into the trash for `History.undo_seconds`: the Undo button brings it back meanwhile."""
         identity = resolve_identity(profile, form.browser_id)
         selected = _selected(form)
         if selected is None or not await self.history.delete(identity.owner, selected):
             raise refuse("That image is no longer in your history.")
-        gr.Info("Deleted from your history.")
         values = await self.values(identity, form, shown=PAGE_SIZE)
         values |= dict(zip(DETAIL_OUTPUTS, self.details(None), strict=True))
-        return ordered([*HISTORY_OUTPUTS, *DETAIL_OUTPUTS], values)
+        values["undo"] = gr.update(visible=True)
+        values["deleted"] = selected
+        return ordered(DELETE_OUTPUTS, values)
+
+    async def undo(self, form: Form, profile: gr.OAuthProfile | None = None) -> tuple[Any, ...]:
+        identity = resolve_identity(profile, form.browser_id)
+        deleted = form.state.get("deleted")
+        if not isinstance(deleted, str) or not await self.history.restore(identity.owner, deleted):
+            raise refuse("Too late to undo: that image is gone for good.")
+        values = await self.values(identity, form, shown=max(PAGE_SIZE, len(_ids(form))))
+        restored = await self.history.get(identity.owner, deleted)
+        values |= dict(zip(DETAIL_OUTPUTS, self.details(restored), strict=True))
+        values["undo"] = gr.update(visible=False)
+        values["deleted"] = None
+        return ordered(DELETE_OUTPUTS, values)

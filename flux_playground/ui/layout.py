@@ -17,7 +17,7 @@ from . import render
 from .controls import CONTROL_OUTPUTS, pricing_request
 from .form import KEY_PREFIX, Form, key_field
 from .handlers import Handlers
-from .history_view import DETAIL_OUTPUTS, HISTORY_OUTPUTS, REUSE_OUTPUTS
+from .history_view import DELETE_OUTPUTS, DETAIL_OUTPUTS, HISTORY_OUTPUTS, REUSE_OUTPUTS
 from .identity import BROWSER_SECRET, BROWSER_STORAGE_KEY
 from .picker import build_picker, picker_rows
 from .presets import (
@@ -94,6 +94,7 @@ def build_blocks(settings: Settings, handlers: Handlers, *, oauth: bool) -> gr.B
         ui["run"] = gr.State({"pending": []})
         ui["history_ids"] = gr.State([])
         ui["selected"] = gr.State(None)
+        ui["deleted"] = gr.State(None)  # the id the Undo button can bring back
 
         with gr.Row(elem_id="topbar", equal_height=True):
             gr.HTML(render.header_html(), elem_id="header")
@@ -159,8 +160,10 @@ def build_blocks(settings: Settings, handlers: Handlers, *, oauth: bool) -> gr.B
         ui["more"].click(*form(history.load_more, *filters, "history_ids"), c(*HISTORY_OUTPUTS), **queued)
         ui["history"].select(*form(history.select, "browser_id", "history_ids"), c(*DETAIL_OUTPUTS), **queued)
         ui["reuse"].click(*form(history.reuse, "browser_id", "selected"), c(*REUSE_OUTPUTS), **queued)
-        ui["delete"].click(*form(history.delete, *filters, "selected"), c(*HISTORY_OUTPUTS, *DETAIL_OUTPUTS),
-                           **queued)  # fmt: skip
+        ui["delete"].click(*form(history.delete, *filters, "selected"), c(*DELETE_OUTPUTS), **queued)
+        ui["undo"].click(
+            *form(history.undo, *filters, "deleted", "history_ids"), c(*DELETE_OUTPUTS), **queued
+        )
 
         ui["api_trigger"].click(
             _gallery_as_sent(handlers.api.generate),
@@ -400,6 +403,9 @@ def _history(ui: dict[str, Any]) -> None:
         with gr.Row(equal_height=True, elem_id="history-head"):
             gr.HTML('<h2 class="fp-h2">Your history</h2>', elem_id="history-title")
             ui["history_count"] = gr.HTML(elem_id="history-count")
+            ui["undo"] = gr.Button(
+                "↶ Undo delete", size="sm", visible=False, elem_id="undo", scale=0, min_width=130
+            )
         with gr.Row(equal_height=True, elem_id="history-filters"):
             ui["search"] = gr.Textbox(
                 placeholder="Search your prompts",

@@ -172,23 +172,40 @@ def empty_results_html() -> str:
     )
 
 
-def empty_history_html(filtered: bool) -> str:
+def empty_history_html(filtered: bool, *, query: str = "") -> str:
     if filtered:
-        return '<div class="fp-empty small"><p>No images match this search.</p></div>'
+        words = f" for “{escape(query)}”" if query else ""
+        return (
+            f'<div class="fp-empty small"><p>No image matches{words}. Every word must start a word of '
+            "the prompt, in any order: try fewer or shorter words.</p></div>"
+        )
     return (
         '<div class="fp-empty small"><p>Your images will appear here, newest first. They are saved '
         "as soon as they arrive and only you can see them.</p></div>"
     )
 
 
-def history_count_html(shown: int, total: int, who: str) -> str:
-    if total == 0:
+def history_count_html(
+    shown: int, total: int, who: str, *, everything: int | None = None, query: str = ""
+) -> str:
+    """'Showing 48 of 120 images', '3 of 30 images match', 'No match in your 30 images'."""
+    everything = total if everything is None else everything
+    plural = "s" if everything != 1 else ""
+    if everything == 0:
         text = "No images yet"
+    elif total != everything:
+        text = (
+            f"{total} of {everything} image{plural} match"
+            if total
+            else f"No match in your {everything} image{plural}"
+        )
     elif shown < total:
         text = f"Showing {shown} of {total} images"
     else:
-        text = f"{total} image{'s' if total != 1 else ''}"
-    return f'<p class="fp-count">{text} · private to {escape(who)}</p>'
+        text = f"{total} image{plural}"
+    if 0 < shown < total != everything:
+        text += f" (showing {shown})"
+    return f'<p class="fp-count">{escape(text)} · private to {escape(who)}</p>'
 
 
 def details_html(

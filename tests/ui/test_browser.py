@@ -300,6 +300,11 @@ def test_result_cards_lay_out_for_one_to_every_provider(
     generate(page, "a lighthouse at dusk", names)
     for name in names:
         expect(page.locator(f"#result-{name} .fp-images img")).to_have_count(1)
+    # Measured once every image has its size (a card grows when its image arrives).
+    page.wait_for_function(
+        "[...document.querySelectorAll('#results img')].every(i => i.complete && i.naturalHeight > 0)"
+    )
+    page.wait_for_timeout(300)
     folder = os.environ.get("UI_SCREENSHOTS")
     if folder:
         page.screenshot(path=str(Path(folder) / f"results-{count}-{width}.png"), full_page=True)
@@ -311,4 +316,39 @@ def test_result_cards_lay_out_for_one_to_every_provider(
             assert a and b
             apart = a["x"] + a["width"] <= b["x"] + 1 or b["x"] + b["width"] <= a["x"] + 1
             assert apart or a["y"] + a["height"] <= b["y"] + 1 or b["y"] + b["height"] <= a["y"] + 1
+    page.context.close()
+
+
+def test_history_search_counts_reuse_of_a_whole_run_and_undo(
+    browser: Browser, launched: tuple[Launched, EmulatorServer]
+) -> None:
+    """Found: "lisbon rainy" found nothing, a search with no match said "No images yet", Reuse
+    brought back one provider of a side-by-side run, and Delete was final."""
+    page = open_page(browser, launched)
+    generate(page, "A red tram in Lisbon, rainy evening", ["deepinfra", "segmind"])
+    generate(page, "a fox in the snow", ["deepinfra"])
+    count = page.locator("#history-count")
+    expect(count).to_contain_text("3 images")
+    page.fill("#history-search textarea, #history-search input", "lisbon rainy")
+    expect(count).to_contain_text("2 of 3 images match")
+    expect(page.locator("#history button.thumbnail-item")).to_have_count(2)
+    page.fill("#history-search textarea, #history-search input", "zebra")
+    expect(count).to_contain_text("No match in your 3 images")
+    expect(page.locator("#history-empty")).to_contain_text("No image matches")
+
+    page.fill("#history-search textarea, #history-search input", "lisb")
+    expect(page.locator("#history button.thumbnail-item")).to_have_count(2)
+    choose(page, ["fal"])
+    page.locator("#history button.thumbnail-item").first.click()
+    page.click("#reuse")
+    expect(page.locator("#prompt textarea")).to_have_value("A red tram in Lisbon, rainy evening")
+    for name in PROVIDERS:
+        expect(provider_box(page, name)).to_be_checked(checked=name in ("deepinfra", "segmind"))
+
+    page.locator("#history button.thumbnail-item").first.click()
+    page.click("#delete")
+    expect(page.locator("#history button.thumbnail-item")).to_have_count(1)
+    page.click("#undo")
+    expect(page.locator("#history button.thumbnail-item")).to_have_count(2)
+    expect(page.locator("#undo")).to_be_hidden()
     page.context.close()

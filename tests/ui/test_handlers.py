@@ -16,7 +16,7 @@ from flux_playground.ui.controls import CONTROL_OUTPUTS
 from flux_playground.ui.form import Form
 from flux_playground.ui.generation import generate_outputs
 from flux_playground.ui.handlers import Handlers
-from flux_playground.ui.history_view import DETAIL_OUTPUTS, HISTORY_OUTPUTS, REUSE_OUTPUTS
+from flux_playground.ui.history_view import DELETE_OUTPUTS, DETAIL_OUTPUTS, HISTORY_OUTPUTS, REUSE_OUTPUTS
 from flux_playground.ui.identity import ANON_ID, resolve_identity
 from flux_playground.ui.scratch import Scratch
 
@@ -161,9 +161,17 @@ async def test_delete_and_paging(handlers: Handlers) -> None:
     assert none["history_ids"] == [] and none["history_empty"]["visible"] is True
 
     out = await handlers.history.delete(at(ALICE, selected=items[0].id))
-    values = as_dict([*HISTORY_OUTPUTS, *DETAIL_OUTPUTS], out)
+    values = as_dict(DELETE_OUTPUTS, out)
     assert len(values["history_ids"]) == 48 and items[0].id not in values["history_ids"]
     assert values["details"]["visible"] is False and await handlers.store.count(owner) == 49
+    assert values["undo"]["visible"] is True and values["deleted"] == items[0].id
+    # Undo brings it back, details open; a second undo has nothing left to bring back.
+    undone = as_dict(DELETE_OUTPUTS, await handlers.history.undo(at(ALICE, deleted=items[0].id)))
+    assert await handlers.store.count(owner) == 50 and undone["selected"] == items[0].id
+    assert undone["undo"]["visible"] is False and undone["deleted"] is None
+    alices = await handlers.history.delete(at(ALICE, selected=items[1].id))  # Bob cannot undo it
+    with pytest.raises(gr.Error, match="Too late to undo"):
+        await handlers.history.undo(at(BOB, deleted=as_dict(DELETE_OUTPUTS, alices)["deleted"]))
 
 
 # --- generation ----------------------------------------------------------------------------------
