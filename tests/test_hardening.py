@@ -400,8 +400,12 @@ def test_half_sent_and_silent_connections_are_closed(space: Space) -> None:
 def test_one_address_cannot_take_every_connection(space: Space) -> None:
     """32 connections per address here: the 33rd from that address is closed at once; another
     address is served."""
+    started = time.monotonic()
     mine = _sockets(space.url, 40, b"", source="127.0.0.2")
-    closed = sum(_closed_by_server(sock, 0.3) for sock in mine)
+    time.sleep(0.2)
+    # Counted well before the 1 s read deadline would close the silent ones anyway.
+    closed = sum(_closed_by_server(sock, 0.001) for sock in mine)
+    assert time.monotonic() - started < 0.8
     assert closed >= 8
     assert httpx.get(f"{space.url}config", timeout=5).status_code == 200
     for sock in mine:
@@ -415,9 +419,9 @@ async def test_an_oversized_download_stops_at_the_size_of_its_image() -> None:
     """Found: every oversized download held up to 40 MB. Now reading stops at 4 bytes a pixel."""
     served = 0
 
-    async def endless() -> Any:
+    async def endless() -> Any:  # 64 MB, far past any image: without the cap it is read whole
         nonlocal served
-        while True:
+        for _ in range(1024):
             served += 65536
             yield b"\0" * 65536
 
