@@ -20,7 +20,7 @@ from pathlib import Path
 from .errors import ConfigurationError, InvalidRequest, PlaygroundError
 from .models import GenerationRequest, parse_request
 from .providers import PROVIDERS, check_configuration
-from .quotes import quote
+from .quotes import describe_providers, price_rows, quote
 from .service import Playground
 from .settings import Settings
 
@@ -114,23 +114,7 @@ def _prices(args: argparse.Namespace, settings: Settings) -> str:
     request = parse_request(_request_fields(args, "price check"))
     quotes = quote(request, settings)
     if args.json:
-        rows = [
-            {
-                "provider": q.provider,
-                "label": q.label,
-                "estimated_cost_usd": _number(q.cost),
-                "basis": q.rule.describe() if q.rule is not None else "unknown",
-                "approximate": q.approximate,
-                "source": q.rule.source if q.rule is not None else None,
-                "output_size": list(q.output_size),
-                "honours": {"seed": q.seed, "steps": q.steps},
-                "ready": q.readiness,
-                "supports_request": not q.problems,
-                "problems": list(q.problems),
-                "cheapest": q.cheapest,
-            }
-            for q in quotes
-        ]
+        rows = price_rows(quotes)
         fields = request.model_dump(exclude={"prompt", "seed", "sampler", "scheduler"})
         return json.dumps({"request": fields, "prices": rows}, indent=2)
     size = f"{request.width}×{request.height}, {request.steps} steps, {request.num_images} image(s)"
@@ -145,22 +129,7 @@ def _prices(args: argparse.Namespace, settings: Settings) -> str:
 
 
 def _providers(settings: Settings) -> str:
-    table = {}
-    for q in quote(None, settings):
-        provider = PROVIDERS[q.provider]
-        caps = provider.get_capabilities(settings)
-        table[q.provider] = {
-            "label": provider.label,
-            "ready": q.readiness,
-            "set": list(q.missing) if q.missing else "nothing more to set",
-            "key_env": list(provider.key_env),
-            "base_url_env": provider.base_url_env(),
-            "options": {o.env[0]: o.help for o in provider.options},
-            "docs": provider.docs_url,
-            "price": q.rule.describe() if q.rule is not None else "unknown",
-            **caps.model_dump(),
-        }
-    return json.dumps(table, indent=2)
+    return json.dumps(describe_providers(settings), indent=2)
 
 
 def _number(value: object) -> float | None:

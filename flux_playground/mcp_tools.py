@@ -28,6 +28,7 @@ from .errors import PlaygroundError
 from .images import make_thumbnail
 from .models import GenerationRequest, GenerationResult
 from .providers import PROVIDERS
+from .quotes import describe_providers, price_rows
 from .runs import build_request, check_providers, summarize
 from .service import Playground
 
@@ -150,6 +151,38 @@ def _tools(server: FastMCP, playground: Playground, publish: Publish) -> None:
         summary = summarize(last, files)
         content.insert(0, TextContent(type="text", text=json.dumps(summary, indent=1)))
         return content
+
+    @server.tool(structured_output=False)
+    async def prices(
+        width: Annotated[int, _field("width")] = 1024,
+        height: Annotated[int, _field("height")] = 1024,
+        steps: Annotated[int, _field("steps")] = 4,
+        num_images: Annotated[int, _field("num_images")] = 1,
+    ) -> list[TextContent]:
+        """What one run of these settings would cost at every provider, before paying: the estimate
+        in USD and its basis, whether the provider is ready on this server, whether it can take these
+        settings (and why not), the size it will actually make, whether it honours the seed and the
+        steps, and which ready provider is cheapest. Nothing is generated or billed."""
+        try:
+            request = build_request("price check", width, height, steps, None, num_images, None, None)
+        except PlaygroundError as exc:
+            raise ToolError(exc.message) from None
+        rows = price_rows(playground.quote(request))
+        return [TextContent(type="text", text=json.dumps({"prices": rows}, indent=1))]
+
+    @server.tool(structured_output=False)
+    async def providers() -> list[TextContent]:
+        """Every provider this server offers: its id (for `generate`), label, readiness, price basis
+        and what it accepts (sizes, steps, images per run, seed)."""
+        table = describe_providers(playground.settings)
+        shown = {
+            name: {k: v for k, v in row.items() if k not in _SERVER_SETUP} for name, row in table.items()
+        }
+        return [TextContent(type="text", text=json.dumps(shown, indent=1))]
+
+
+#: How the owner configures a provider: not an agent's business.
+_SERVER_SETUP = frozenset({"set", "key_env", "base_url_env", "options"})
 
 
 def _image(webp: bytes) -> ImageContent:

@@ -20,7 +20,10 @@ from .pricing import PriceRule, format_usd
 from .providers import PROVIDERS, Provider
 from .settings import Settings
 
-__all__ = ["Quote", "Readiness", "approximate", "check_prices", "quote", "quote_one"]
+__all__ = [
+    "Quote", "Readiness", "approximate", "check_prices", "describe_providers", "price_rows", "quote",
+    "quote_one",
+]  # fmt: skip
 
 #: "demo": the built-in emulator answers (nothing is billed); "not configured": its variables are unset.
 Readiness = Literal["server key", "your key", "demo", "not configured"]
@@ -139,6 +142,46 @@ def quote(
         return quotes
     best = min(priced)
     return [replace(q, cheapest=True) if q.usable and q.cost == best else q for q in quotes]
+
+
+def price_rows(quotes: Sequence[Quote]) -> list[dict[str, object]]:
+    """Quotes as JSON-ready rows (the CLI's `prices --json`, the MCP `prices` tool)."""
+    return [
+        {
+            "provider": q.provider,
+            "label": q.label,
+            "estimated_cost_usd": None if q.cost is None else float(q.cost),
+            "basis": q.rule.describe() if q.rule is not None else "unknown",
+            "approximate": q.approximate,
+            "source": q.rule.source if q.rule is not None else None,
+            "output_size": list(q.output_size),
+            "honours": {"seed": q.seed, "steps": q.steps, "size": not q.resized},
+            "ready": q.readiness,
+            "supports_request": not q.problems,
+            "problems": list(q.problems),
+            "cheapest": q.cheapest,
+        }
+        for q in quotes
+    ]
+
+
+def describe_providers(settings: Settings) -> dict[str, dict[str, object]]:
+    """What each provider is, needs and takes (the CLI's `providers`, the MCP `providers` tool)."""
+    table: dict[str, dict[str, object]] = {}
+    for q in quote(None, settings):
+        provider = PROVIDERS[q.provider]
+        table[q.provider] = {
+            "label": provider.label,
+            "ready": q.readiness,
+            "set": list(q.missing) if q.missing else "nothing more to set",
+            "key_env": list(provider.key_env),
+            "base_url_env": provider.base_url_env(),
+            "options": {o.env[0]: o.help for o in provider.options},
+            "docs": provider.docs_url,
+            "price": q.rule.describe() if q.rule is not None else "unknown",
+            **provider.get_capabilities(settings).model_dump(),
+        }
+    return table
 
 
 def approximate(provider: str, settings: Settings) -> bool:

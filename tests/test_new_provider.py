@@ -210,7 +210,7 @@ def test_agents_see_it_in_the_mcp_tool_and_generate_with_it(app: App) -> None:
         return tools, await session.call_tool("generate", arguments)
 
     tools, result = asyncio.run(mcp_session(app.url, use))
-    (generate,) = tools.tools
+    (generate,) = [tool for tool in tools.tools if tool.name == "generate"]
     assert '"acme"' in generate.inputSchema["properties"]["providers"]["description"]
     assert not result.isError and json.loads(result.content[0].text)["providers"]["acme"]["ok"]
 

@@ -7,6 +7,7 @@ import base64
 import io
 import json
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -162,3 +163,31 @@ def test_the_mcp_tool_returns_images_and_a_summary(launched: tuple[Launched, Emu
     png = httpx.get(entry["files"][0])
     assert png.status_code == 200 and png.content.startswith(b"\x89PNG")
     assert "a lighthouse at dusk" in read_png_text(png.content)["parameters"]
+
+
+def test_agents_can_ask_prices_and_providers_before_generating(
+    launched: tuple[Launched, EmulatorServer],
+) -> None:
+    """The MCP `prices` and `providers` tools: what a run would cost everywhere (nothing billed) and
+    what each provider takes, without the server's configuration."""
+    from flux_playground.providers import PROVIDERS
+
+    async def use(session: Any) -> tuple[Any, Any, Any]:
+        tools = await session.list_tools()
+        prices = await session.call_tool("prices", {"width": 1024, "height": 1024, "steps": 4})
+        providers = await session.call_tool("providers", {})
+        return tools, prices, providers
+
+    emulator = launched[1]
+    before = sum(int(c.get("submit", 0)) for c in emulator.stats()["requests"].values())
+    tools, prices, providers = asyncio.run(mcp_session(launched[0].url, use))
+    assert {tool.name for tool in tools.tools} == {"generate", "prices", "providers"}
+    rows = {row["provider"]: row for row in json.loads(prices.content[0].text)["prices"]}
+    assert set(rows) == set(PROVIDERS)
+    assert rows["deepinfra"]["estimated_cost_usd"] == 0.002 and rows["deepinfra"]["honours"]["seed"]
+    assert sum(row["cheapest"] for row in rows.values()) == 1
+    table = json.loads(providers.content[0].text)
+    assert set(table) == set(PROVIDERS) and "key_env" not in table["deepinfra"]
+    assert table["atlascloud"]["steps"] is False
+    after = sum(int(c.get("submit", 0)) for c in emulator.stats()["requests"].values())
+    assert after == before  # nothing generated, nothing billed
