@@ -21,7 +21,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import ClassVar
 
 import httpx
@@ -45,7 +45,10 @@ from ..models import Capabilities, GenerationRequest, Stage
 from ..pricing import PriceRule, with_override
 from ..settings import Settings
 
-__all__ = ["CallContext", "Option", "OutputItem", "Provider", "ProviderCall", "ProviderOutput", "error_text"]
+__all__ = [
+    "CallContext", "Option", "OutputItem", "Provider", "ProviderCall", "ProviderOutput", "error_text",
+    "reported_cost",
+]  # fmt: skip
 
 #: An image as a provider hands it over: raw bytes, or a string that is a URL, a data URI or base64.
 OutputItem = bytes | str
@@ -374,6 +377,21 @@ class Provider(ABC):
         if not isinstance(body, dict):
             raise self.malformed("the body is not a JSON object")
         return body
+
+
+def reported_cost(value: object, *, zero_is_a_charge: bool = False) -> Decimal | None:
+    """A charge a provider reports, in USD, with its exact digits; None for anything that is not a
+    finite, non-negative number. A zero is a charge of $0 only when the provider says the job
+    succeeded (`zero_is_a_charge`): otherwise it is the placeholder of an answer that has no cost."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        cost = Decimal(str(value))
+    except InvalidOperation:
+        return None
+    if not cost.is_finite() or cost < 0 or (cost == 0 and not zero_is_a_charge):
+        return None
+    return cost
 
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")

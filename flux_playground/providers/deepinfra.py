@@ -6,7 +6,7 @@ API reference: https://deepinfra.com/black-forest-labs/FLUX-1-schnell/api
 from __future__ import annotations
 
 from datetime import date
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import ClassVar
 
 import httpx
@@ -14,7 +14,7 @@ import httpx
 from ..models import Capabilities, GenerationRequest
 from ..pricing import PriceRule
 from ..settings import Settings
-from ._base import Option, Provider, ProviderOutput
+from ._base import Option, Provider, ProviderOutput, reported_cost
 from .openai_images import ImagesStyle, read_images
 
 __all__ = ["DeepInfra"]
@@ -126,19 +126,7 @@ class DeepInfra(Provider):
 
 
 def _cost(status: dict[str, object]) -> Decimal | None:
-    """inference_status.cost is the real charge in USD (docs/providers/deepinfra.md#price). Keep its
-    exact digits.
-
-    The documented example says `"status": "unknown", "cost": 0.0`: a zero we cannot trust is not
-    reported as a charge of $0.
-    """
-    value = status.get("cost")
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        return None
-    try:
-        cost = Decimal(str(value))
-    except InvalidOperation:
-        return None
-    if not cost.is_finite() or cost < 0 or (cost == 0 and status.get("status") != "succeeded"):
-        return None
-    return cost
+    """inference_status.cost is the real charge in USD (docs/providers/deepinfra.md#price), kept
+    with its exact digits. The documented example says `"status": "unknown", "cost": 0.0`: a zero is
+    a charge only once the status says "succeeded"."""
+    return reported_cost(status.get("cost"), zero_is_a_charge=status.get("status") == "succeeded")

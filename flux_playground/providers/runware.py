@@ -17,10 +17,9 @@ from ..errors import ProviderError, ProviderFailed
 from ..models import Capabilities, GenerationRequest
 from ..pricing import PriceRule
 from ..settings import Settings
-from ._base import CallContext, Provider, ProviderCall, ProviderOutput, error_text
+from ._base import CallContext, Provider, ProviderCall, ProviderOutput, error_text, reported_cost
 
 # DeepInfra's reading of a reported charge: exact digits, and a zero or garbage is unknown, never $0.
-from .deepinfra import _cost as reported_cost
 
 __all__ = ["Runware"]
 
@@ -169,7 +168,7 @@ def _image(result: dict[str, object]) -> str:
 def _total_cost(results: Sequence[dict[str, object]]) -> Decimal | None:
     """The real charge: the sum of each image's `cost` (docs/providers/runware.md#price), to its exact
     digits. If one is missing, zero or not a number, the charge is unknown, never a partial sum or $0."""
-    costs = [reported_cost({"cost": result.get("cost")}) for result in results]
+    costs = [reported_cost(result.get("cost")) for result in results]
     if any(cost is None for cost in costs):
         return None
     return sum((cost for cost in costs if cost is not None), Decimal(0))
