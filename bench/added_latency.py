@@ -24,6 +24,7 @@ import httpx
 
 from flux_playground.history import History
 from flux_playground.models import GenerationRequest
+from flux_playground.providers import PROVIDERS as REGISTRY
 from flux_playground.service import Playground
 
 from .common import (
@@ -74,8 +75,9 @@ async def _generation(playground: Playground, history: History, provider: str, s
 
 
 async def _bare_call(client: httpx.AsyncClient, emulator: EmulatorProcess, provider: str, size: int) -> float:
-    """The emulator's own time beyond its latency, seen by a bare client: for Segmind and DeepInfra one
-    POST (minus the latency), for Atlas the download of a finished job's output (polling is ours)."""
+    """The emulator's own time beyond its latency, seen by a bare client: for a provider that answers
+    the POST with its images, that POST (minus the latency); for Atlas the download of a finished
+    job's output (polling is ours)."""
     headers = {"Authorization": f"Bearer {BENCH_KEY}", "x-api-key": BENCH_KEY}
     seed = secrets.randbelow(2**31)
     base = emulator.base_urls[provider]
@@ -97,13 +99,14 @@ async def _bare_call(client: httpx.AsyncClient, emulator: EmulatorProcess, provi
         started = time.perf_counter()
         (await client.get(data["data"]["outputs"][0])).raise_for_status()
         return time.perf_counter() - started
-    if provider == "segmind":
-        url = f"{base}/v1/flux-schnell"
-    else:
-        url = f"{base}/v1/inference/black-forest-labs/FLUX-1-schnell"
-    body = {"prompt": "bare", "width": size, "height": size, "seed": seed}
+    # Any other provider: its own request, as its client builds it, sent by a bare client.
+    chosen = REGISTRY[provider]
+    request = GenerationRequest(prompt="bare", width=size, height=size, seed=seed)
+    settings = settings_for(emulator, Path("."))
+    call = chosen.build_call(chosen.shape(request, settings), BENCH_KEY, settings)
     started = time.perf_counter()
-    (await client.post(url, json=body, headers=headers)).raise_for_status()
+    sent = await client.post(call.url, json=chosen.request_body(call.json), headers=call.headers)
+    sent.raise_for_status()
     return time.perf_counter() - started - emulator.latency
 
 

@@ -70,6 +70,11 @@ def provider_choices() -> list[tuple[str, str]]:
     return [(provider.label, name) for name, provider in PROVIDERS.items()]
 
 
+_SHOW_DETAILS = (
+    "() => document.querySelector('#details')?.scrollIntoView({behavior: 'smooth', block: 'nearest'})"
+)
+
+
 def default_providers(handlers: Handlers) -> list[str]:
     """Demo mode shows every provider side by side; with real keys only the cheapest ready one is
     preselected, so a first click never bills several accounts."""
@@ -158,7 +163,9 @@ def build_blocks(settings: Settings, handlers: Handlers, *, oauth: bool) -> gr.B
         gr.on([ui["search"].change, ui["provider_filter"].change], *form(history.load, *filters),
               c("browser_id", *HISTORY_OUTPUTS), trigger_mode="always_last", **queued)  # fmt: skip
         ui["more"].click(*form(history.load_more, *filters, "history_ids"), c(*HISTORY_OUTPUTS), **queued)
-        ui["history"].select(*form(history.select, "browser_id", "history_ids"), c(*DETAIL_OUTPUTS), **queued)
+        ui["history"].select(
+            *form(history.select, "browser_id", "history_ids"), c(*DETAIL_OUTPUTS), **queued
+        ).then(None, js=_SHOW_DETAILS)  # found: the details opened below 50 thumbnails, out of sight
         ui["reuse"].click(*form(history.reuse, "browser_id", "selected"), c(*REUSE_OUTPUTS), **queued)
         ui["delete"].click(*form(history.delete, *filters, "selected"), c(*DELETE_OUTPUTS), **queued)
         ui["undo"].click(
@@ -361,13 +368,15 @@ def _controls(ui: dict[str, Any], settings: Settings, handlers: Handlers) -> Non
                 default + [(s, s) for s in schedulers], value="", label="Scheduler", elem_id="scheduler"
             )
     with gr.Accordion("Your API keys", open=False, elem_id="keys"):
-        gr.HTML(f'<p class="fp-fine">{render.KEYS_NOTE} Leave empty to use the server\'s key.</p>')
+        gr.HTML(
+            render.keys_note_html(settings.demo_mode, [(p.label, p.docs_url) for p in PROVIDERS.values()])
+        )
         for name, provider in PROVIDERS.items():
             ui[key_field(name)] = gr.Textbox(
                 label=f"{provider.label} key",
                 type="password",
                 elem_id=elem_id(key_field(name)),
-                placeholder=f"{provider.key_env[0]}",
+                placeholder=f"Paste your {provider.label} key",
                 max_lines=1,
                 autoscroll=False,
             )
@@ -424,20 +433,6 @@ def _history(ui: dict[str, Any]) -> None:
                 container=False,
                 min_width=150,
             )
-        ui["history_empty"] = gr.HTML(render.empty_history_html(False), elem_id="history-empty")
-        ui["history"] = gr.Gallery(
-            elem_id="history",
-            show_label=False,
-            columns=6,
-            height="auto",
-            object_fit="cover",
-            allow_preview=False,
-            interactive=False,
-            buttons=[],
-            visible=False,
-            fit_columns=False,
-        )
-        ui["more"] = gr.Button("Load more", visible=False, size="sm", elem_id="history-more")
         with gr.Column(visible=False, elem_id="details", variant="panel") as details:
             ui["details"] = details
             with gr.Row(equal_height=False):
@@ -464,3 +459,17 @@ def _history(ui: dict[str, Any]) -> None:
                         ui["delete"] = gr.Button(
                             "Delete", variant="stop", size="sm", elem_id="delete", min_width=80
                         )
+        ui["history_empty"] = gr.HTML(render.empty_history_html(False), elem_id="history-empty")
+        ui["history"] = gr.Gallery(
+            elem_id="history",
+            show_label=False,
+            columns=6,
+            height="auto",
+            object_fit="cover",
+            allow_preview=False,
+            interactive=False,
+            buttons=[],
+            visible=False,
+            fit_columns=False,
+        )
+        ui["more"] = gr.Button("Load more", visible=False, size="sm", elem_id="history-more")

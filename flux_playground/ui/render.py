@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from html import escape
@@ -20,6 +21,7 @@ __all__ = [
     "empty_history_html",
     "empty_results_html",
     "header_html",
+    "keys_note_html",
     "history_count_html",
     "image_caption",
     "result_caption",
@@ -33,6 +35,22 @@ KEYS_NOTE = (
     "Kept in this tab's memory only and sent with your requests; never stored "
     "(not on disk, not in logs, not in your history)."
 )
+
+
+def keys_note_html(demo: bool, providers: Sequence[tuple[str, str]]) -> str:
+    """Above the key boxes: what happens to a pasted key, and where each provider hands one out."""
+    if demo:
+        use = (
+            "This app is in demo mode: the built-in emulator answers every request, so a pasted key "
+            "is not used (nor billed)."
+        )
+    else:
+        use = "Leave a box empty to use the server's key; a pasted key is billed to you, not to the server."
+    links = " · ".join(
+        f'<a href="{escape(url, quote=True)}" target="_blank" rel="noopener noreferrer">{escape(label)}</a>'
+        for label, url in providers
+    )
+    return f'<p class="fp-fine">{KEYS_NOTE} {use}</p><p class="fp-fine">Where to get a key: {links}</p>'
 
 
 def header_html() -> str:

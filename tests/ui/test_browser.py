@@ -352,3 +352,19 @@ def test_history_search_counts_reuse_of_a_whole_run_and_undo(
     expect(page.locator("#history button.thumbnail-item")).to_have_count(2)
     expect(page.locator("#undo")).to_be_hidden()
     page.context.close()
+
+
+def test_a_history_thumbnail_opens_its_details_in_sight(
+    browser: Browser, launched: tuple[Launched, EmulatorServer]
+) -> None:
+    """Found: with 50 images the details opened at y≈1775, below the whole grid, out of sight."""
+    page = open_page(browser, launched)
+    generate(page, "a lighthouse at dusk", ["deepinfra", "segmind"])
+    page.locator("#history button.thumbnail-item").last.click()
+    details = page.locator("#details")
+    expect(details).to_be_visible()
+    expect(page.locator("#details-text")).to_contain_text("a lighthouse at dusk")
+    expect(details).to_be_in_viewport()
+    grid, panel = page.locator("#history").bounding_box(), details.bounding_box()
+    assert grid and panel and panel["y"] < grid["y"]  # above the thumbnails, however many there are
+    page.context.close()
