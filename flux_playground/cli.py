@@ -91,7 +91,9 @@ async def _generate(args: argparse.Namespace, settings: Settings) -> dict[str, o
     stamp = time.strftime("%Y%m%d-%H%M%S")
     files = []
     for index, image in enumerate(result.images):
-        path = args.out / f"flux-{result.provider}-{result.request.seed}-{stamp}-{index}.png"
+        # The seed in the name only where the provider honours one (the image's own seed).
+        seed = image.seed if image.seed is not None else "noseed"
+        path = args.out / f"flux-{result.provider}-{seed}-{stamp}-{index}.png"
         path.write_bytes(image.png)
         files.append(str(path))
     return {
