@@ -19,7 +19,7 @@ from .form import KEY_PREFIX, Form, key_field
 from .handlers import Handlers
 from .history_view import DELETE_OUTPUTS, DETAIL_OUTPUTS, HISTORY_OUTPUTS, REUSE_OUTPUTS
 from .identity import BROWSER_SECRET, BROWSER_STORAGE_KEY
-from .picker import build_picker, picker_rows
+from .picker import build_picker, build_select, picker_rows
 from .presets import (
     CUSTOM,
     DEFAULT_STEPS,
@@ -415,7 +415,7 @@ def _history(ui: dict[str, Any]) -> None:
             ui["undo"] = gr.Button(
                 "↶ Undo delete", size="sm", visible=False, elem_id="undo", scale=0, min_width=130
             )
-        with gr.Row(equal_height=True, elem_id="history-filters"):
+        with gr.Row(equal_height=False, elem_id="history-filters"):
             ui["search"] = gr.Textbox(
                 placeholder="Search your prompts",
                 show_label=False,
@@ -424,14 +424,11 @@ def _history(ui: dict[str, Any]) -> None:
                 scale=3,
                 container=False,
             )
-            ui["provider_filter"] = gr.Dropdown(
+            ui["provider_filter"] = build_select(
                 [("All providers", ""), *provider_choices()],
-                value="",
-                show_label=False,
+                "",
+                label="Show images from",
                 elem_id=elem_id("provider_filter"),
-                scale=1,
-                container=False,
-                min_width=150,
             )
         with gr.Column(visible=False, elem_id="details", variant="panel") as details:
             ui["details"] = details

@@ -19,7 +19,7 @@ import gradio as gr
 
 from ..quotes import Quote
 
-__all__ = ["build_picker", "picker_rows"]
+__all__ = ["build_picker", "build_select", "picker_rows"]
 
 _READY_CLASS = {"server key": "ok", "your key": "ok", "demo": "demo", "not configured": "missing"}
 #: "Cheapest 3" picks this many.
@@ -134,4 +134,30 @@ def _honours_html(q: Quote) -> str:
     parts.append(("", "steps") if q.steps else ("no", "no steps"))
     return "".join(
         f'<span class="fp-h{" " + css if css else ""}">{escape(text)}</span>' for css, text in parts
+    )
+
+
+# A native <select>: Gradio's Dropdown left its option list on screen when tabbed through (issue 14).
+_SELECT_TEMPLATE = """<select class="fp-select" aria-label="${aria}">${options.map((o) =>
+  `<option value="${o.value}"${o.value === value ? " selected" : ""}>${o.label}</option>`
+).join("")}</select>"""
+
+_SELECT_JS = """
+element.addEventListener("change", (event) => {
+  const select = event.target.closest("select");
+  if (select) props.value = select.value;  // Gradio fires `change` for this
+});
+"""
+
+
+def build_select(choices: Sequence[tuple[str, str]], value: str, *, label: str, elem_id: str) -> gr.HTML:
+    """A labelled native select whose value is the chosen option's value (escaped here)."""
+    options = [{"label": escape(text), "value": escape(key, quote=True)} for text, key in choices]
+    return gr.HTML(
+        value,
+        html_template=_SELECT_TEMPLATE,
+        js_on_load=_SELECT_JS,
+        elem_id=elem_id,
+        options=options,
+        aria=escape(label, quote=True),
     )

@@ -300,6 +300,8 @@ def test_result_cards_lay_out_for_one_to_every_provider(
     generate(page, "a lighthouse at dusk", names)
     for name in names:
         expect(page.locator(f"#result-{name} .fp-images img")).to_have_count(1)
+        page.locator(f"#result-{name} .fp-images img").scroll_into_view_if_needed()  # lazy images load
+    page.evaluate("window.scrollTo(0, 0)")
     # Measured once every image has its size (a card grows when its image arrives).
     page.wait_for_function(
         "[...document.querySelectorAll('#results img')].every(i => i.complete && i.naturalHeight > 0)"
@@ -367,4 +369,22 @@ def test_a_history_thumbnail_opens_its_details_in_sight(
     expect(details).to_be_in_viewport()
     grid, panel = page.locator("#history").bounding_box(), details.bounding_box()
     assert grid and panel and panel["y"] < grid["y"]  # above the thumbnails, however many there are
+    page.context.close()
+
+
+def test_the_history_filter_is_a_native_select_that_leaves_nothing_behind(
+    browser: Browser, launched: tuple[Launched, EmulatorServer]
+) -> None:
+    """Found: tabbing through the provider filter left a loose "✓ All providers" box on the page."""
+    page = open_page(browser, launched)
+    generate(page, "a lighthouse at dusk", ["deepinfra", "segmind"])
+    page.focus("#history-search textarea, #history-search input")
+    for _ in range(3):
+        page.keyboard.press("Tab")
+    expect(page.locator("ul.options, [role=listbox]")).to_have_count(0)
+    page.select_option("#history-provider select", "segmind")
+    expect(page.locator("#history button.thumbnail-item")).to_have_count(1)
+    expect(page.locator("#history-count")).to_contain_text("1 of 2 images match")
+    page.select_option("#history-provider select", "")
+    expect(page.locator("#history button.thumbnail-item")).to_have_count(2)
     page.context.close()
