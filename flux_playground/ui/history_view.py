@@ -19,13 +19,27 @@ from .presets import preset_for
 from .refusals import refuse
 from .updates import ordered
 
-__all__ = ["DELETE_OUTPUTS", "DETAIL_OUTPUTS", "HISTORY_OUTPUTS", "PAGE_SIZE", "REUSE_OUTPUTS", "HistoryView"]
+__all__ = [
+    "DELETE_OUTPUTS", "DETAIL_OUTPUTS", "HISTORY_OUTPUTS", "PAGE_SIZE", "REUSE_OUTPUTS", "HistoryView",
+    "reopen_outputs",
+]  # fmt: skip
 
 PAGE_SIZE = 48
 
 HISTORY_OUTPUTS = ["history", "history_ids", "history_count", "more", "history_empty"]
 DETAIL_OUTPUTS = ["details", "details_html", "details_image", "download", "selected"]
 DELETE_OUTPUTS = [*HISTORY_OUTPUTS, *DETAIL_OUTPUTS, "undo", "deleted"]
+
+
+def reopen_outputs() -> list[str]:
+    """The result cards of every registered provider (read when the page is built), and the empty
+    state: what "Open run" fills."""
+    return [
+        *(f"{part}:{name}" for name in PROVIDERS for part in ("column", "status", "gallery", "caption")),
+        "empty",
+    ]
+
+
 REUSE_OUTPUTS = [
     "prompt", "providers", "preset", "width", "height", "steps", "seed", "random_seed", "num_images",
     "sampler", "scheduler",
@@ -144,6 +158,41 @@ class HistoryView:
                 "scheduler": item.scheduler or "",
             },
         )
+
+    async def reopen(self, form: Form, profile: gr.OAuthProfile | None = None) -> tuple[Any, ...]:
+        """The selected image's whole run back in the result cards, as it was shown: every provider
+        it went to, its images, seeds and costs."""
+        item = await self._owned(form, profile, _selected(form))
+        owner = resolve_identity(profile, form.browser_id).owner
+        run = await self.history.get_run(owner, item.run_id) if item is not None else None
+        if run is None:
+            raise refuse("That run is no longer in your history.")
+        values: dict[str, Any] = {"empty": gr.update(visible=False)}
+        for name, provider in PROVIDERS.items():
+            items = [i for i in run.items if i.provider == name]
+            shown = name in run.providers or bool(items)
+            values[f"column:{name}"] = gr.update(visible=shown)
+            values[f"status:{name}"] = render.reopened_status_html(
+                provider.label, run.created_at, bool(items)
+            )
+            values[f"gallery:{name}"] = gr.update(
+                value=[(str(i.image_path), None) for i in items] or None,
+                visible=bool(items),
+                columns=1 if len(items) <= 1 else 2,
+            )
+            first = items[0] if items else None
+            values[f"caption:{name}"] = (
+                render.reopened_caption_html(
+                    first.seed,
+                    first.latency_s,
+                    first.estimated_cost_usd,
+                    first.reported_cost_usd,
+                    f"{len(items)} image{'s' if len(items) != 1 else ''} · {first.width} × {first.height}",
+                )  # fmt: skip
+                if first is not None
+                else ""
+            )
+        return ordered(reopen_outputs(), values)
 
     async def delete(self, form: Form, profile: gr.OAuthProfile | None = None) -> tuple[Any, ...]:
         """Into the trash for `History.undo_seconds`: the Undo button brings it back meanwhile."""

@@ -17,7 +17,7 @@ from . import render
 from .controls import CONTROL_OUTPUTS, pricing_request
 from .form import KEY_PREFIX, Form, key_field
 from .handlers import Handlers
-from .history_view import DELETE_OUTPUTS, DETAIL_OUTPUTS, HISTORY_OUTPUTS, REUSE_OUTPUTS
+from .history_view import DELETE_OUTPUTS, DETAIL_OUTPUTS, HISTORY_OUTPUTS, REUSE_OUTPUTS, reopen_outputs
 from .identity import BROWSER_SECRET, BROWSER_STORAGE_KEY
 from .picker import build_picker, build_select, picker_rows
 from .presets import (
@@ -167,6 +167,7 @@ def build_blocks(settings: Settings, handlers: Handlers, *, oauth: bool) -> gr.B
             *form(history.select, "browser_id", "history_ids"), c(*DETAIL_OUTPUTS), **queued
         ).then(None, js=_SHOW_DETAILS)  # found: the details opened below 50 thumbnails, out of sight
         ui["reuse"].click(*form(history.reuse, "browser_id", "selected"), c(*REUSE_OUTPUTS), **queued)
+        ui["open_run"].click(*form(history.reopen, "browser_id", "selected"), c(*reopen_outputs()), **queued)
         ui["delete"].click(*form(history.delete, *filters, "selected"), c(*DELETE_OUTPUTS), **queued)
         ui["undo"].click(
             *form(history.undo, *filters, "deleted", "history_ids"), c(*DELETE_OUTPUTS), **queued
@@ -450,6 +451,7 @@ def _history(ui: dict[str, Any]) -> None:
                         ui["reuse"] = gr.Button(
                             "Reuse settings", variant="primary", size="sm", elem_id="reuse", min_width=110
                         )
+                        ui["open_run"] = gr.Button("Open run", size="sm", elem_id="open-run", min_width=100)
                         ui["download"] = gr.DownloadButton(
                             "Download PNG", size="sm", elem_id="download", min_width=110
                         )

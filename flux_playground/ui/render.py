@@ -24,6 +24,8 @@ __all__ = [
     "keys_note_html",
     "history_count_html",
     "image_caption",
+    "reopened_caption_html",
+    "reopened_status_html",
     "result_caption",
     "size_html",
     "slot_html",
@@ -162,6 +164,33 @@ def caption_html(
     return (
         f'<div class="fp-slot-caption"><p class="fp-caption">{escape(caption)}</p>'
         f'<p class="fp-sub">{count} image{"s" if count != 1 else ""} · {size}</p>{extra}</div>'
+    )
+
+
+def reopened_status_html(label: str, created_at: float, kept: bool) -> str:
+    """A card reopened from the history: whose it is and when it was made (or that none was kept)."""
+    when = datetime.fromtimestamp(created_at, tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
+    state = f"from your history · {when}" if kept else "no image kept (it failed or was deleted)"
+    return (
+        f'<div class="fp-slot {"done" if kept else "failed"}"><div class="fp-slot-head">'
+        f'<span class="fp-slot-name">{escape(label)}</span><span class="fp-stage">{escape(state)}</span>'
+        "</div></div>"
+    )
+
+
+def reopened_caption_html(
+    seed: int | None, latency_s: float, estimated: Decimal | None, reported: Decimal | None, size: str
+) -> str:
+    parts = [
+        f"seed {seed}" if seed is not None else "no seed",
+        f"{latency_s:.2f}\u00a0s",
+        f"est. {usd(estimated)}",
+    ]
+    if reported is not None:
+        parts.append(f"billed {usd(reported)}")
+    return (
+        f'<div class="fp-slot-caption"><p class="fp-caption">{escape(" · ".join(parts))}</p>'
+        f'<p class="fp-sub">{escape(size)}</p></div>'
     )
 
 

@@ -388,3 +388,22 @@ def test_the_history_filter_is_a_native_select_that_leaves_nothing_behind(
     page.select_option("#history-provider select", "")
     expect(page.locator("#history button.thumbnail-item")).to_have_count(2)
     page.context.close()
+
+
+def test_a_past_run_reopens_as_it_was_shown(
+    browser: Browser, launched: tuple[Launched, EmulatorServer]
+) -> None:
+    page = open_page(browser, launched)
+    generate(page, "a lighthouse at dusk", ["deepinfra", "segmind"])
+    generate(page, "a fox in the snow", ["atlascloud"])
+    expect(page.locator("#result-deepinfra")).to_be_hidden()
+    page.locator("#history button.thumbnail-item").last.click()  # the oldest: the two-provider run
+    page.click("#open-run")
+    for name in ("deepinfra", "segmind"):
+        card = page.locator(f"#result-{name}")
+        expect(card).to_be_visible()
+        expect(card.locator(".fp-images img")).to_have_count(1)
+        expect(card.locator(".fp-stage")).to_contain_text("from your history")
+        expect(card.locator(".fp-caption")).to_contain_text("seed ")
+    expect(page.locator("#result-atlascloud")).to_be_hidden()
+    page.context.close()
