@@ -280,6 +280,12 @@ def test_stop_ends_the_wait(browser: Browser, launched: tuple[Launched, Emulator
 
 def test_narrow_screen_stacks(browser: Browser, launched: tuple[Launched, EmulatorServer]) -> None:
     page = open_page(browser, launched, width=390)
+    # Found: on a phone Generate sat at the bottom edge, below nine provider rows. Now: the prompt,
+    # then the button, both on the first screen (900 px tall here), the providers after.
+    prompt, button = page.locator("#prompt").bounding_box(), page.locator("#generate").bounding_box()
+    rows = page.locator("#providers").bounding_box()
+    assert prompt and button and rows and prompt["y"] < button["y"] < rows["y"]
+    assert button["y"] + button["height"] <= 900
     generate(page, "a red fox", ["deepinfra", "segmind"])
     assert page.evaluate("document.documentElement.scrollWidth") <= 390  # no sideways scrolling
     controls, results = page.locator("#controls").bounding_box(), page.locator("#results").bounding_box()
