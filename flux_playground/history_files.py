@@ -5,16 +5,74 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import shutil
+import zipfile
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 from .images import make_thumbnail
 
-__all__ = ["MAX_THUMBNAIL_BYTES", "fsync_dir", "remove_leftovers", "thumbnail", "write_atomic"]
+__all__ = [
+    "MAX_THUMBNAIL_BYTES", "download_copy", "download_name", "download_zip", "fsync_dir", "remove_leftovers",
+    "thumbnail", "write_atomic",
+]  # fmt: skip
 
 MAX_THUMBNAIL_BYTES = 40 * 1024
 #: Tried in turn until the thumbnail fits; only pure noise ever gets past the first.
 _THUMBNAIL_LADDER = ((320, 72), (320, 50), (256, 40), (192, 30), (128, 10))
 _OWNER_DIR = re.compile(r"[0-9a-f]{32}")
+_WORD = re.compile(r"[a-z0-9]+")
+#: Descriptive copies kept for downloads (the newest; each is a hard link where the disk allows).
+MAX_DOWNLOAD_COPIES = 64
+#: Zips of whole runs kept for downloading: each is a real copy (up to a run's images), so few.
+MAX_DOWNLOAD_ZIPS = 8
+
+
+def download_name(*, created_at: float, provider: str, seed: int | None, prompt: str, index: int) -> str:
+    """A file name that says what the image is: `flux-20261201-1432-deepinfra-seed42-red-tram-in.png`.
+
+    Only [a-z0-9-], at most six prompt words: safe on every file system and in a Content-Disposition.
+    """
+    stamp = datetime.fromtimestamp(created_at, UTC).strftime("%Y%m%d-%H%M")
+    words = "-".join(_WORD.findall(prompt.lower())[:6])[:60].strip("-")
+    parts = ["flux", stamp, "-".join(_WORD.findall(provider.lower()))]
+    parts.append(f"seed{seed}" if seed is not None else "noseed")
+    parts += [words] if words else []
+    parts += [str(index + 1)] if index else []
+    return "-".join(part for part in parts if part) + ".png"
+
+
+def download_copy(image: Path, name: str, folder: Path) -> Path:
+    """`image` under `name`, in a fresh subfolder of `folder` (a browser downloads a file under its
+    own name). Keeps the newest MAX_DOWNLOAD_COPIES; a hard link costs no space where possible."""
+    target = _fresh(folder, name, keep=MAX_DOWNLOAD_COPIES)
+    try:
+        os.link(image, target)
+    except OSError:  # another file system, or links not allowed
+        shutil.copyfile(image, target)
+    return target
+
+
+def download_zip(images: Sequence[tuple[Path, str]], name: str, folder: Path) -> Path:
+    """The (image, name in the archive) pairs in one zip named `name`, stored as they are (PNGs
+    do not compress further). Keeps the newest MAX_DOWNLOAD_ZIPS."""
+    target = _fresh(folder, name, keep=MAX_DOWNLOAD_ZIPS)
+    with zipfile.ZipFile(target, "w", zipfile.ZIP_STORED) as archive:
+        for image, inner in images:
+            archive.write(image, inner)
+    return target
+
+
+def _fresh(folder: Path, name: str, *, keep: int) -> Path:
+    """A path for `name` in a new subfolder of `folder`, after removing all but the newest keep - 1."""
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    old = sorted(folder.iterdir(), key=lambda p: p.stat().st_mtime)
+    for stale in old[: max(0, len(old) - keep + 1)]:
+        shutil.rmtree(stale, ignore_errors=True)
+    target = folder / secrets.token_hex(8) / name
+    target.parent.mkdir(mode=0o700)
+    return target
 
 
 def thumbnail(png: bytes) -> bytes:

@@ -32,7 +32,7 @@ class Handlers:
     @classmethod
     def create(cls, playground: Playground, store: History, scratch: Scratch | None = None) -> Handlers:
         scratch = scratch or Scratch()
-        view = HistoryView(store)
+        view = HistoryView(store, demo=playground.settings.demo_mode)
         return cls(
             playground=playground,
             store=store,

@@ -6,11 +6,15 @@ page state are only hints that History checks against that owner.
 
 # No `from __future__ import annotations`: Gradio evaluates handler annotations (see controls.py).
 
+import asyncio
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
 from ..history import History, HistoryItem
+from ..history_files import download_copy, download_name, download_zip
 from ..providers import PROVIDERS
 from . import render
 from .form import Form
@@ -27,7 +31,12 @@ __all__ = [
 PAGE_SIZE = 48
 
 HISTORY_OUTPUTS = ["history", "history_ids", "history_count", "more", "history_empty"]
-DETAIL_OUTPUTS = ["details", "details_html", "details_image", "download", "selected"]
+DETAIL_OUTPUTS = [
+    "details", "details_html", "details_image", "download", "selected", "viewer_position", "viewer_prev",
+    "viewer_next", "copy_seed", "run_zip",
+]  # fmt: skip
+#: Descriptive copies of images for downloading (history_files.download_copy).
+DOWNLOADS = Path(tempfile.gettempdir()) / "flux-playground-downloads"
 DELETE_OUTPUTS = [*HISTORY_OUTPUTS, *DETAIL_OUTPUTS, "undo", "deleted"]
 
 
@@ -46,6 +55,13 @@ REUSE_OUTPUTS = [
 ]  # fmt: skip
 
 
+def _download_name(item: HistoryItem) -> str:
+    return download_name(
+        created_at=item.created_at, provider=item.provider, seed=item.seed, prompt=item.prompt,
+        index=item.index,
+    )  # fmt: skip
+
+
 def _ids(form: Form) -> list[str]:
     ids = form.state.get("history_ids")
     return [i for i in ids if isinstance(i, str)] if isinstance(ids, list) else []
@@ -59,8 +75,10 @@ def _selected(form: Form) -> str | None:
 class HistoryView:
     page_size = PAGE_SIZE
 
-    def __init__(self, history: History) -> None:
+    def __init__(self, history: History, *, demo: bool = False, downloads: Path = DOWNLOADS) -> None:
         self.history = history
+        self.demo = demo
+        self.downloads = downloads
 
     async def values(self, identity: Identity, form: Form, *, shown: int) -> dict[str, Any]:
         """The newest `shown` items of this owner (one query; "Load more" asks for 48 more)."""
@@ -76,7 +94,8 @@ class HistoryView:
             "history_ids": [item.id for item in items],
             "history_count": render.history_count_html(
                 len(items), total, identity.display, everything=everything, query=query
-            ),
+            )
+            + render.spent_today_html(await self.history.spent_today(identity.owner), demo=self.demo),
             "more": gr.update(visible=len(items) < total),
             "history_empty": gr.update(
                 value=render.empty_history_html(bool(query or provider), query=query), visible=not items
@@ -105,15 +124,39 @@ class HistoryView:
     async def select(
         self, form: Form, evt: gr.SelectData, profile: gr.OAuthProfile | None = None
     ) -> tuple[Any, ...]:
-        ids = _ids(form)
         index = evt.index if isinstance(evt.index, int) else -1
-        item = await self._owned(form, profile, ids[index] if 0 <= index < len(ids) else None)
-        return self.details(item)
+        return await self._show(form, profile, index)
 
-    @staticmethod
-    def details(item: HistoryItem | None) -> tuple[Any, ...]:
+    async def previous(self, form: Form, profile: gr.OAuthProfile | None = None) -> tuple[Any, ...]:
+        return await self._step(form, profile, -1)
+
+    async def next(self, form: Form, profile: gr.OAuthProfile | None = None) -> tuple[Any, ...]:
+        return await self._step(form, profile, +1)
+
+    async def close(self) -> tuple[Any, ...]:
+        return await self.details(None)
+
+    async def _step(self, form: Form, profile: gr.OAuthProfile | None, delta: int) -> tuple[Any, ...]:
+        """The neighbour of the image on view among the thumbnails shown (the arrows stop at the ends)."""
+        ids, selected = _ids(form), _selected(form)
+        if selected not in ids:
+            raise refuse("That image is no longer in your history.")
+        return await self._show(form, profile, max(0, min(len(ids) - 1, ids.index(selected) + delta)))
+
+    async def _show(self, form: Form, profile: gr.OAuthProfile | None, index: int) -> tuple[Any, ...]:
+        ids = _ids(form)
+        item = await self._owned(form, profile, ids[index] if 0 <= index < len(ids) else None)
+        return await self.details(item, (index, len(ids)))
+
+    async def details(self, item: HistoryItem | None, position: tuple[int, int] = (0, 1)) -> tuple[Any, ...]:
+        """The viewer on `item` (hidden for None): large image, every parameter, a descriptive download."""
         if item is None:
-            return ordered(DETAIL_OUTPUTS, {"details": gr.update(visible=False), "selected": None})
+            hidden = {
+                "details": gr.update(visible=False),
+                "selected": None,
+                "run_zip": gr.update(visible=False),
+            }
+            return ordered(DETAIL_OUTPUTS, hidden)
         html = render.details_html(
             prompt=item.prompt, provider_label=item.provider_label, width=item.width,
             height=item.height, steps=item.steps, seed=item.seed, sampler=item.sampler,
@@ -121,16 +164,38 @@ class HistoryView:
             estimated=item.estimated_cost_usd, reported=item.reported_cost_usd,
             latency_s=item.latency_s, created_at=item.created_at,
         )  # fmt: skip
+        download = await asyncio.to_thread(
+            download_copy, item.image_path, _download_name(item), self.downloads / "images"
+        )
+        index, shown = position
         return ordered(
             DETAIL_OUTPUTS,
             {
                 "details": gr.update(visible=True),
                 "details_html": html,
                 "details_image": str(item.image_path),
-                "download": gr.update(value=str(item.image_path)),
+                "download": gr.update(value=str(download)),
                 "selected": item.id,
+                "viewer_position": render.viewer_position_html(index, shown),
+                "viewer_prev": gr.update(interactive=index > 0),
+                "viewer_next": gr.update(interactive=index < shown - 1),
+                "copy_seed": gr.update(interactive=item.seed is not None),
+                "run_zip": gr.update(visible=False),
             },
         )
+
+    async def zip_run(self, form: Form, profile: gr.OAuthProfile | None = None) -> Any:
+        """Every image of the selected image's run in one zip, each under its descriptive name."""
+        item = await self._owned(form, profile, _selected(form))
+        owner = resolve_identity(profile, form.browser_id).owner
+        run = await self.history.get_run(owner, item.run_id) if item is not None else None
+        if run is None:
+            raise refuse("That run is no longer in your history.")
+        files = [(i.image_path, _download_name(i)) for i in run.items]
+        name = _download_name(run.items[0]).removesuffix(".png") + "-run.zip"
+        path = await asyncio.to_thread(download_zip, files, name, self.downloads / "runs")
+        count = f"{len(files)} image{'s' if len(files) != 1 else ''}"
+        return gr.update(value=str(path), visible=True, label=f"Save run.zip ({count})")
 
     async def reuse(self, form: Form, profile: gr.OAuthProfile | None = None) -> tuple[Any, ...]:
         """Every control set to the run's settings: all the providers it went to, its size, steps,
@@ -201,7 +266,7 @@ class HistoryView:
         if selected is None or not await self.history.delete(identity.owner, selected):
             raise refuse("That image is no longer in your history.")
         values = await self.values(identity, form, shown=PAGE_SIZE)
-        values |= dict(zip(DETAIL_OUTPUTS, self.details(None), strict=True))
+        values |= dict(zip(DETAIL_OUTPUTS, await self.details(None), strict=True))
         values["undo"] = gr.update(visible=True)
         values["deleted"] = selected
         return ordered(DELETE_OUTPUTS, values)
@@ -213,7 +278,9 @@ class HistoryView:
             raise refuse("Too late to undo: that image is gone for good.")
         values = await self.values(identity, form, shown=max(PAGE_SIZE, len(_ids(form))))
         restored = await self.history.get(identity.owner, deleted)
-        values |= dict(zip(DETAIL_OUTPUTS, self.details(restored), strict=True))
+        ids = values["history_ids"]
+        position = (ids.index(deleted), len(ids)) if deleted in ids else (0, 1)
+        values |= dict(zip(DETAIL_OUTPUTS, await self.details(restored, position), strict=True))
         values["undo"] = gr.update(visible=False)
         values["deleted"] = None
         return ordered(DELETE_OUTPUTS, values)

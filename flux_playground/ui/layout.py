@@ -75,6 +75,10 @@ _SHOW_DETAILS = (
 )
 
 
+# The zip is made on request (a run can be many megabytes); once ready, it is saved at once.
+_SAVE_ZIP = "() => setTimeout(() => document.querySelector('#run-zip:not([disabled])')?.click(), 50)"
+
+
 def default_providers(handlers: Handlers) -> list[str]:
     """Demo mode shows every provider side by side; with real keys only the cheapest ready one is
     preselected, so a first click never bills several accounts."""
@@ -166,6 +170,13 @@ def build_blocks(settings: Settings, handlers: Handlers, *, oauth: bool) -> gr.B
         ui["history"].select(
             *form(history.select, "browser_id", "history_ids"), c(*DETAIL_OUTPUTS), **queued
         ).then(None, js=_SHOW_DETAILS)  # found: the details opened below 50 thumbnails, out of sight
+        viewing = ("browser_id", "history_ids", "selected")
+        ui["viewer_prev"].click(*form(history.previous, *viewing), c(*DETAIL_OUTPUTS), **queued)
+        ui["viewer_next"].click(*form(history.next, *viewing), c(*DETAIL_OUTPUTS), **queued)
+        ui["viewer_close"].click(history.close, None, c(*DETAIL_OUTPUTS), **queued)
+        ui["zip_run"].click(*form(history.zip_run, "browser_id", "selected"), c("run_zip"), **queued).then(
+            None, js=_SAVE_ZIP
+        )
         ui["reuse"].click(*form(history.reuse, "browser_id", "selected"), c(*REUSE_OUTPUTS), **queued)
         ui["open_run"].click(*form(history.reopen, "browser_id", "selected"), c(*reopen_outputs()), **queued)
         ui["delete"].click(*form(history.delete, *filters, "selected"), c(*DELETE_OUTPUTS), **queued)
@@ -433,27 +444,51 @@ def _history(ui: dict[str, Any]) -> None:
             )
         with gr.Column(visible=False, elem_id="details", variant="panel") as details:
             ui["details"] = details
+            # The viewer: ← → and Escape on a keyboard, a swipe on a phone (page.js).
+            with gr.Row(equal_height=True, elem_id="viewer-nav"):
+                ui["viewer_prev"] = gr.Button(
+                    "‹ Previous", size="sm", elem_id="viewer-prev", scale=0, min_width=100
+                )
+                ui["viewer_position"] = gr.HTML(elem_id="viewer-position")
+                ui["viewer_next"] = gr.Button(
+                    "Next ›", size="sm", elem_id="viewer-next", scale=0, min_width=80
+                )
+                ui["viewer_close"] = gr.Button(
+                    "✕ Close", size="sm", elem_id="viewer-close", scale=0, min_width=80
+                )
             with gr.Row(equal_height=False):
                 ui["details_image"] = gr.Image(
                     type="filepath",
                     format="png",
                     interactive=False,
                     show_label=False,
-                    min_width=200,
+                    min_width=260,
                     buttons=["fullscreen"],
                     elem_id="details-image",
-                    height=300,
-                    scale=2,
+                    height=480,
+                    scale=3,
                 )
-                with gr.Column(scale=3, min_width=240):
+                with gr.Column(scale=2, min_width=240):
                     ui["details_html"] = gr.HTML(elem_id="details-text")
-                    with gr.Row():
+                    with gr.Row(elem_classes=["fp-actions"]):
                         ui["reuse"] = gr.Button(
                             "Reuse settings", variant="primary", size="sm", elem_id="reuse", min_width=110
                         )
                         ui["open_run"] = gr.Button("Open run", size="sm", elem_id="open-run", min_width=100)
                         ui["download"] = gr.DownloadButton(
                             "Download PNG", size="sm", elem_id="download", min_width=110
+                        )
+                    with gr.Row(elem_classes=["fp-actions"]):
+                        # Copied in the browser (page.js): no round trip, nothing sent anywhere.
+                        ui["copy_prompt"] = gr.Button(
+                            "Copy prompt", size="sm", elem_id="copy-prompt", min_width=100
+                        )
+                        ui["copy_seed"] = gr.Button("Copy seed", size="sm", elem_id="copy-seed", min_width=90)
+                        ui["zip_run"] = gr.Button(
+                            "Download run (.zip)", size="sm", elem_id="zip-run", min_width=140
+                        )
+                        ui["run_zip"] = gr.DownloadButton(
+                            "Save run.zip", size="sm", elem_id="run-zip", min_width=120, visible=False
                         )
                         ui["delete"] = gr.Button(
                             "Delete", variant="stop", size="sm", elem_id="delete", min_width=80

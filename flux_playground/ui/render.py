@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from html import escape
 
+from ..history_models import Spend
 from ..models import GenerationRequest, GenerationResult
 from ..pricing import format_usd
 from ..runs import Slot
@@ -29,8 +30,10 @@ __all__ = [
     "result_caption",
     "size_html",
     "slot_html",
+    "spent_today_html",
     "stopped_html",
     "usd",
+    "viewer_position_html",
 ]
 
 KEYS_NOTE = (
@@ -255,6 +258,27 @@ def history_count_html(
     return f'<p class="fp-count">{escape(text)} · private to {escape(who)}</p>'
 
 
+def spent_today_html(spend: Spend, *, demo: bool) -> str:
+    """'Today: ≈ $0.024 for 8 results · $0.0031 billed, as 2 providers reported it' (UTC day)."""
+    if not spend.results:
+        return ""
+    plural = "s" if spend.results != 1 else ""
+    if demo:
+        return (
+            f'<p class="fp-count fp-today">Today: {spend.results} result{plural}, nothing billed '
+            f"(demo mode; ≈ {usd(spend.estimated_usd)} for real)</p>"
+        )
+    text = f"Today: ≈ {usd(spend.estimated_usd)} for {spend.results} result{plural}"
+    if spend.reported_results:
+        text += f" · {usd(spend.reported_usd)} billed, as reported for {spend.reported_results} of them"
+    return f'<p class="fp-count fp-today" title="Since 00:00 UTC, deleted images included">{escape(text)}</p>'
+
+
+def viewer_position_html(position: int, shown: int) -> str:
+    """Where the viewer is among the thumbnails shown: "3 of 30"."""
+    return f'<span class="fp-position">{position + 1} of {shown}</span>'
+
+
 def details_html(
     *,
     prompt: str,
@@ -287,7 +311,9 @@ def details_html(
         ("Created", created),
     ]
     cells = "".join(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in rows)
+    # data-seed: what "Copy seed" copies (page.js); none when the provider did not report one.
+    seed_attr = f' data-seed="{seed}"' if seed is not None else ""
     return (
-        f'<div class="fp-details"><p class="fp-prompt">{escape(prompt)}</p>'
+        f'<div class="fp-details"{seed_attr}><p class="fp-prompt">{escape(prompt)}</p>'
         f'<dl class="fp-params">{cells}</dl></div>'
     )

@@ -40,27 +40,8 @@ def make_theme() -> gr.themes.Base:
     )
 
 
-#: Ctrl/Cmd+Enter in the prompt clicks Generate. Plain Enter keeps making a new line, and the
-#: prompt has no submit listener, so no key alone can start a paid run by accident. Capture phase,
-#: on the document: the app renders after this runs and re-renders components at will.
-JS = """
-() => {
-  // On a phone the results are below the controls: follow the run there.
-  document.addEventListener("click", (event) => {
-    if (!(event.target instanceof Element) || !event.target.closest("#generate")) return;
-    if (window.innerWidth > 720) return;
-    setTimeout(() => document.querySelector("#output")?.scrollIntoView({behavior: "smooth"}), 150);
-  });
-  document.addEventListener("keydown", (event) => {
-    if (event.key !== "Enter" || !(event.ctrlKey || event.metaKey) || event.isComposing) return;
-    if (!(event.target instanceof Element) || !event.target.closest("#prompt")) return;
-    event.preventDefault();
-    event.stopPropagation();
-    const button = document.querySelector("#generate");
-    if (button && !button.disabled) button.click();
-  }, true);
-}
-"""
+#: The page's keyboard and touch: Ctrl/Cmd+Enter runs, arrows and swipes page the viewer, copy buttons.
+JS = (Path(__file__).with_name("page.js")).read_text(encoding="utf-8")
 
 HEAD = (
     '<meta name="description" content="Run FLUX.1 [schnell] on several hosted providers side by side, '

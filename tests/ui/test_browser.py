@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -47,6 +48,16 @@ def server(launched: tuple[Launched, EmulatorServer]) -> Iterator[EmulatorServer
     launched[1].clear_faults()
     yield launched[1]
     launched[1].clear_faults()
+
+
+def screenshot(page: Page, name: str, selector: str | None = None) -> None:
+    """Into $UI_SCREENSHOTS when set (docs/screenshots/ holds the ones looked at)."""
+    folder = os.environ.get("UI_SCREENSHOTS")
+    if not folder:
+        return
+    page.wait_for_timeout(300)
+    target = page.locator(selector) if selector else page
+    target.screenshot(path=str(Path(folder) / name))
 
 
 def open_page(browser: Browser, launched: tuple[Launched, EmulatorServer], width: int = 1280) -> Page:
@@ -412,4 +423,99 @@ def test_a_past_run_reopens_as_it_was_shown(
         expect(card.locator(".fp-stage")).to_contain_text("from your history")
         expect(card.locator(".fp-caption")).to_contain_text("seed ")
     expect(page.locator("#result-atlascloud")).to_be_hidden()
+    page.locator("#output").scroll_into_view_if_needed()
+    screenshot(page, "reopened-run-1280.png", "#output")
     page.context.close()
+
+
+def test_the_viewer_pages_copies_and_downloads_under_a_name_that_says_what_it_is(
+    browser: Browser, launched: tuple[Launched, EmulatorServer]
+) -> None:
+    """Issue 14's viewer: arrows and buttons page through the history, Escape closes, copy prompt and
+    seed, a descriptive file name, and a whole run as one zip."""
+    page = open_page(browser, launched)
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    generate(page, "a lighthouse at dusk", ["deepinfra", "segmind"])
+    generate(page, "a fox in the snow", ["atlascloud"])
+    # deepinfra $0.002 + segmind ≈$0.0077 + atlascloud $0.003; Segmind reports what it billed.
+    expect(page.locator(".fp-today")).to_have_text(
+        re.compile(r"Today: ≈ \$0\.013 for 3 results · \$0\.00\d+ billed, as reported for 1 of them")
+    )
+    page.locator("#history button.thumbnail-item").first.click()  # the newest: the fox
+    text, position = page.locator("#details-text"), page.locator("#viewer-position")
+    expect(text).to_contain_text("a fox in the snow")
+    expect(position).to_have_text("1 of 3")
+    expect(page.locator("#viewer-prev")).to_be_disabled()
+
+    page.keyboard.press("ArrowRight")
+    expect(text).to_contain_text("a lighthouse at dusk")
+    expect(position).to_have_text("2 of 3")
+    page.click("#viewer-next")
+    expect(position).to_have_text("3 of 3")
+    expect(page.locator("#viewer-next")).to_be_disabled()
+    page.keyboard.press("ArrowLeft")
+    expect(position).to_have_text("2 of 3")
+    # Typing in the search box moves the caret, not the viewer.
+    page.focus("#history-search textarea, #history-search input")
+    page.keyboard.press("ArrowLeft")
+    expect(position).to_have_text("2 of 3")
+    page.locator("#details-text").click()
+    screenshot(page, "viewer-1280.png", "#history-section")
+    nav = [page.locator(f"#viewer-{part}").bounding_box() for part in ("prev", "position", "next", "close")]
+    assert all(box and abs(box["y"] - nav[0]["y"]) < 12 for box in nav), nav  # type: ignore[index]  # one line
+
+    page.click("#copy-prompt")
+    expect(page.locator("#copy-prompt")).to_have_text("Copied ✓")
+    assert page.evaluate("navigator.clipboard.readText()") == "a lighthouse at dusk"
+    seed = page.locator("#details-text .fp-details").get_attribute("data-seed")
+    assert seed and seed.isdigit()
+    page.click("#copy-seed")
+    expect(page.locator("#copy-seed")).to_have_text("Copied ✓")
+    assert page.evaluate("navigator.clipboard.readText()") == seed
+
+    with page.expect_download() as download:
+        page.click("#download")
+    name = download.value.suggested_filename
+    pattern = rf"flux-\d{{8}}-\d{{4}}-(deepinfra|segmind)-seed{seed}-a-lighthouse-at-dusk\.png"
+    assert re.fullmatch(pattern, name), name
+
+    with page.expect_download() as zipped:
+        page.click("#zip-run")
+    assert zipped.value.suggested_filename.endswith("-a-lighthouse-at-dusk-run.zip")
+    with zipfile.ZipFile(zipped.value.path()) as archive:
+        names = archive.namelist()
+    assert len(names) == 2 and {n.split("-")[3] for n in names} == {"deepinfra", "segmind"}
+
+    page.keyboard.press("Escape")
+    expect(page.locator("#details")).to_be_hidden()
+    page.context.close()
+
+
+def test_a_swipe_on_the_viewer_image_pages_on_a_phone(
+    browser: Browser, launched: tuple[Launched, EmulatorServer]
+) -> None:
+    context = browser.new_context(viewport={"width": 390, "height": 844}, has_touch=True, is_mobile=True)
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT)
+    page.goto(launched[0].url)
+    expect(page.locator("#history-count")).to_contain_text("private to")
+    generate(page, "a lighthouse at dusk", ["deepinfra", "segmind"])
+    page.locator("#history button.thumbnail-item").first.click()
+    position = page.locator("#viewer-position")
+    expect(position).to_have_text("1 of 2")
+    box = page.locator("#details-image").bounding_box()
+    assert box
+    y, x0, x1 = box["y"] + box["height"] / 2, box["x"] + box["width"] * 0.8, box["x"] + box["width"] * 0.2
+    page.evaluate(
+        """([x0, x1, y]) => {
+          const target = document.querySelector('#details-image img');
+          const touch = (x) => new Touch({identifier: 1, target, clientX: x, clientY: y});
+          target.dispatchEvent(new TouchEvent('touchstart', {touches: [touch(x0)], bubbles: true}));
+          target.dispatchEvent(new TouchEvent('touchend', {changedTouches: [touch(x1)], bubbles: true}));
+        }""",
+        [x0, x1, y],
+    )
+    expect(position).to_have_text("2 of 2")
+    page.locator("#details").scroll_into_view_if_needed()
+    screenshot(page, "viewer-390.png")
+    context.close()

@@ -109,10 +109,17 @@ async def test_history_handlers_refuse_another_owners_item(handlers: Handlers) -
 
     # Bob's page state naming Alice's id is only a hint: every handler checks the owner.
     theirs = as_dict(DETAIL_OUTPUTS, await handlers.history.select(at(BOB, history_ids=[item.id]), select))
-    assert theirs == {"details": theirs["details"], "selected": None}
-    assert theirs["details"]["visible"] is False
+    assert theirs == {"details": theirs["details"], "selected": None, "run_zip": theirs["run_zip"]}
+    assert theirs["details"]["visible"] is False and theirs["run_zip"]["visible"] is False
     with pytest.raises(gr.Error, match="no longer in your history"):
         await handlers.history.reuse(at(BOB, selected=item.id))
+    with pytest.raises(gr.Error, match="no longer in your history"):
+        await handlers.history.zip_run(at(BOB, selected=item.id))
+    # Paging from Alice's id in Bob's state shows nothing of hers.
+    stepped = as_dict(
+        DETAIL_OUTPUTS, await handlers.history.next(at(BOB, history_ids=[item.id], selected=item.id))
+    )
+    assert stepped["selected"] is None and stepped["details"]["visible"] is False
     with pytest.raises(gr.Error, match="no longer in your history"):
         await handlers.history.delete(at(BOB, selected=item.id))
     bob_page = as_dict(["browser_id", *HISTORY_OUTPUTS], await handlers.history.load(at(BOB)))
