@@ -1,4 +1,4 @@
-"""Command line: `python -m flux_playground generate|prices|providers`.
+"""Command line: `python -m flux_playground generate|prices|providers|check`.
 
 Providers, their choices and their variables come from the registry (providers/__init__.py).
 
@@ -18,6 +18,8 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from .errors import ConfigurationError, InvalidRequest, PlaygroundError
+from .live_check import check, plan, redact, server_secrets
+from .live_check_text import plan_text, report_text
 from .models import GenerationRequest, parse_request
 from .providers import PROVIDERS, check_configuration
 from .quotes import describe_providers, price_rows, quote
@@ -74,6 +76,35 @@ def build_parser() -> argparse.ArgumentParser:
     prices.add_argument("--json", action="store_true", help="Print JSON instead of a table.")
 
     commands.add_parser("providers", help="What each provider supports.")
+
+    live = commands.add_parser(
+        "check",
+        help="Check that each configured provider still answers as its client expects "
+        "(one small paid image each, with --live).",
+    )
+    live.add_argument(
+        "--live", action="store_true", help="Send the requests; without it, only show the cost."
+    )
+    live.add_argument(
+        "--provider",
+        dest="providers",
+        action="extend",
+        nargs="+",
+        choices=list(PROVIDERS),
+        metavar="ID",
+        help=f"Only these providers ({', '.join(PROVIDERS)}). Default: every configured one.",
+    )
+    live.add_argument(
+        "--yes", action="store_true", help="Do not ask before spending (needed without a terminal)."
+    )
+    live.add_argument(
+        "--json", dest="json_file", type=Path, metavar="FILE", help="Also write the report to FILE."
+    )
+    live.add_argument(
+        "--same-seed",
+        action="store_true",
+        help="Run each provider twice with the same seed and compare the images (twice the cost).",
+    )
     return parser
 
 
@@ -130,6 +161,41 @@ def _prices(args: argparse.Namespace, settings: Settings) -> str:
     return "\n".join(lines)
 
 
+def _check(args: argparse.Namespace, settings: Settings) -> int:
+    """The live contract check (live_check.py): the cost first, a yes on the terminal, then the runs."""
+    planned = plan(settings, args.providers, attempts=2 if args.same_seed else 1)
+    secrets = server_secrets(settings)
+    if not planned.runs:
+        needed = "; ".join(f"{name}: {', '.join(missing)}" for name, missing in planned.skipped.items())
+        raise ConfigurationError(f"No chosen provider is configured. Set {needed}; then run the check again.")
+    print(redact(plan_text(planned), secrets))
+    if args.json_file is not None and not args.json_file.parent.is_dir():
+        # Found out before anything is spent, not after the runs.
+        raise InvalidRequest(
+            f"There is no folder {args.json_file.parent} for the JSON report: "
+            "create it or pick another --json path."
+        )
+    if not args.live:
+        print("Nothing was sent: add --live to run it.")
+        return 0
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise InvalidRequest(
+                "The live check spends money and there is no terminal to ask on: add --yes to run it anyway."
+            )
+        print("Run it? [y/N] ", end="", flush=True)
+        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+            print("Cancelled: nothing was sent.", file=sys.stderr)
+            return EXIT_FAILED
+    print("\nRunning…", flush=True)
+    report = asyncio.run(check(settings, planned, same_seed=args.same_seed))
+    print(redact(report_text(report), secrets))
+    if args.json_file is not None:
+        args.json_file.write_text(redact(report.model_dump_json(indent=2), secrets) + "\n", encoding="utf-8")
+        print(f"Report written to {args.json_file}.")
+    return 0 if report.ok else EXIT_FAILED
+
+
 def _providers(settings: Settings) -> str:
     return json.dumps(describe_providers(settings), indent=2)
 
@@ -157,6 +223,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(json.dumps(asyncio.run(_generate(args, settings))))
             elif args.command == "prices":
                 print(_prices(args, settings))
+            elif args.command == "check":
+                return _check(args, settings)
             else:
                 print(_providers(settings))
         except (InvalidRequest, ConfigurationError) as exc:

@@ -39,6 +39,7 @@ from .images import (
 from .limits import Guard
 from .models import GeneratedImage, GenerationRequest, GenerationResult, Stage
 from .providers import CallContext, OutputItem, Provider, ProviderOutput, get_provider
+from .providers._contract import SeenAnswer
 from .quotes import Quote, quote
 from .runs import Outcome, ProgressEvent, RunSnapshot, resolve_seed
 from .settings import Settings
@@ -55,9 +56,16 @@ LOCAL_PERSON = "local"
 
 class Playground:
     def __init__(
-        self, settings: Settings, client: httpx.AsyncClient | None = None, guard: Guard | None = None
+        self,
+        settings: Settings,
+        client: httpx.AsyncClient | None = None,
+        guard: Guard | None = None,
+        *,
+        answer_tap: Callable[[SeenAnswer], None] | None = None,
     ) -> None:
         self.settings = settings
+        # Sees every provider answer as received: only the live check sets it (live_check.py).
+        self._answer_tap = answer_tap
         self._client = client
         self._owns_client = client is None
         self._guard = guard
@@ -174,6 +182,7 @@ class Playground:
             progress=progress,
             expected_job_s=self._job_seconds.get(chosen.name),
             max_answer_bytes=answer_cap(request.num_images, pixels, self.settings.max_download_bytes),
+            tap=self._answer_tap,
         )
         started = time.perf_counter()
         progress("submitting", None)

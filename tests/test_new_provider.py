@@ -38,7 +38,7 @@ from flux_playground.history import History
 from flux_playground.images import read_png_text
 from flux_playground.models import Capabilities, GenerationRequest
 from flux_playground.pricing import PriceRule
-from flux_playground.providers import Provider, ProviderOutput
+from flux_playground.providers import AnswerContract, Provider, ProviderOutput, Read
 from flux_playground.settings import Settings
 from flux_playground.ui.form import key_field
 
@@ -75,6 +75,8 @@ class Acme(Provider):
             "n": request.num_images,
             "model": self.model_id,  # last, so nothing overrides it
         }
+
+    contract = AnswerContract(result=(Read("images", "list"), Read("images[]", "text")))
 
     def parse(self, response: httpx.Response) -> ProviderOutput:
         images = self.read_json(response).get("images")

@@ -14,6 +14,7 @@ from starlette.routing import Mount, Route
 from starlette.types import Message, Receive, Scope, Send
 
 from . import control
+from .drift import DriftingSend
 from .faults import RAW_SEND_KEY, RESET_KEY
 from .registry import snapshot
 from .state import EmulatorState
@@ -25,8 +26,9 @@ class EmulatorApp:
     """ASGI entry point wrapping the Starlette app.
 
     It stores the server's own ``send`` in the scope before Starlette wraps it (the
-    ``reset`` fault needs it to reach the socket), and counts response statuses per
-    provider, including requests that get no response at all.
+    ``reset`` fault needs it to reach the socket), counts response statuses per
+    provider, including requests that get no response at all, and makes the answers
+    of a provider set to drift do so (drift.py).
     """
 
     def __init__(self, state: EmulatorState) -> None:
@@ -54,8 +56,10 @@ class EmulatorApp:
                 status = str(message["status"])
             await send(message)
 
+        drift = self.state.drift.get(provider)
+        answer: Send = counting_send if drift is None else DriftingSend(counting_send, drift, scope["method"])
         try:
-            await self.starlette(scope, receive, counting_send)
+            await self.starlette(scope, receive, answer)
         finally:
             self.state.statuses[provider]["no_response" if scope.get(RESET_KEY) else status] += 1
 

@@ -15,13 +15,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from .directives import MAX_LATENCY, DirectiveError, resolve_variants
+from .drift import DRIFTS, drift_named
 from .emulated import ConfigError
 from .faults import FAULTS, FaultError, fault_stages
 from .state import EmulatorState
 
 __all__ = ["routes"]
 
-_CONFIG_KEYS = ("latency", "variants", "providers")
+_CONFIG_KEYS = ("latency", "variants", "providers", "drift")
 
 
 class ControlError(ValueError):
@@ -77,6 +78,7 @@ class Control:
                              for p in providers},
             "stages": {p.name: list(p.stages) for p in providers},
             "variants": {p.name: p.variants for p in providers},
+            "drifts": DRIFTS,
             "config": self.state.config(),
             "directives": ["[fault:NAME]", "[fault:NAME@STAGE]", "[latency:SECONDS]",
                            "[variant:NAME,NAME]"],
@@ -168,6 +170,7 @@ class Control:
         for name, value in variants.items():
             provider = self._provider(name)
             self.state.default_variants[provider] = self._variant_names(provider, value)
+        self._apply_drift(body.get("drift", {}))
         # Each provider's own keys, applied by its ProviderState: {"<provider>": {"key": value}}.
         providers = body.get("providers", {})
         if not isinstance(providers, dict) or not all(isinstance(v, dict) for v in providers.values()):
@@ -179,6 +182,20 @@ class Control:
                     own.configure(key, value)
                 except ConfigError as exc:
                     raise ConfigError(f"{name}: {exc}") from exc
+
+    def _apply_drift(self, drift: object) -> None:
+        """{"<provider>": "rename" | "status" | null}: how its answers drift from now on (drift.py)."""
+        if not isinstance(drift, dict):
+            raise ControlError('drift must be {"provider": "rename" | "status" | null}')
+        for name, value in drift.items():
+            provider = self._provider(name)
+            if value is None:
+                self.state.drift.pop(provider, None)
+            else:
+                try:
+                    self.state.drift[provider] = drift_named(value)
+                except ValueError as exc:
+                    raise ControlError(str(exc)) from exc
 
     async def reset(self, request: Request) -> Response:
         self.state.reset()

@@ -15,6 +15,7 @@ from typing import TypeVar
 from starlette.requests import Request
 from starlette.responses import Response
 
+from .drift import Drift
 from .emulated import EmulatedProvider, ProviderState
 from .faults import Dialect, FaultQueue, respond_with_fault
 from .images import ImageCache
@@ -39,6 +40,7 @@ class EmulatorState:
     provider_latency: dict[str, float] = field(default_factory=dict)
     default_variants: dict[str, tuple[str, ...]] = field(default_factory=dict)
     queued_variants: dict[str, deque[tuple[tuple[str, ...], int]]] = field(default_factory=dict)
+    drift: dict[str, Drift] = field(default_factory=dict)  # provider -> how its answers drift (drift.py)
     jobs: JobStore = field(default_factory=JobStore)  # async providers' jobs (GET /_emulator/jobs)
     images: ImageCache = field(default_factory=ImageCache)
     closing: bool = False  # set by EmulatorServer.stop(): ends hangs and slow streams
@@ -135,6 +137,7 @@ class EmulatorState:
         self.provider_latency.clear()
         self.default_variants.clear()
         self.queued_variants.clear()
+        self.drift.clear()
         self.faults.clear()
         self.jobs.clear()
         for own in self.own.values():
@@ -149,6 +152,7 @@ class EmulatorState:
             "latency": self.latency,
             "provider_latency": dict(self.provider_latency),
             "variants": {k: list(v) for k, v in self.default_variants.items()},
+            "drift": dict(self.drift),
             "providers": {name: own.config() for name, own in self.own.items()},
         }
 

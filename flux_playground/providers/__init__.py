@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from ..errors import ConfigurationError
 from ..settings import Settings
 from ._base import CallContext, Option, OutputItem, Provider, ProviderCall, ProviderOutput
+from ._contract import AnswerContract, AnswerLog, Findings, Read, SeenAnswer
 from .atlascloud import AtlasCloud
 from .cloudflare import Cloudflare
 from .deepinfra import DeepInfra
@@ -26,12 +27,17 @@ from .together import Together
 
 __all__ = [
     "PROVIDERS",
+    "AnswerContract",
+    "AnswerLog",
     "CallContext",
+    "Findings",
     "Option",
     "OutputItem",
     "Provider",
     "ProviderCall",
     "ProviderOutput",
+    "Read",
+    "SeenAnswer",
     "Variables",
     "all_variables",
     "any_configured",

@@ -44,6 +44,7 @@ from ..http import TooLarge, parse_retry_after, read_capped, same_origin
 from ..models import Capabilities, GenerationRequest, Stage
 from ..pricing import PriceRule, with_override
 from ..settings import Settings
+from ._contract import AnswerContract, SeenAnswer
 
 __all__ = [
     "CallContext", "Option", "OutputItem", "Provider", "ProviderCall", "ProviderOutput", "error_text",
@@ -98,6 +99,9 @@ class CallContext:
     #: Injected so tests of polling loops do not sleep for real.
     sleep: Callable[[float], Awaitable[object]] = asyncio.sleep
     clock: Callable[[], float] = time.monotonic
+    #: Sees every successful answer as received (the live check's record, live_check.py); None
+    #: everywhere else, so the normal path keeps nothing.
+    tap: Callable[[SeenAnswer], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -140,6 +144,8 @@ class Provider(ABC):
     price: ClassVar[PriceRule | None] = None
     #: HTTP statuses that mean "out of credits" at this provider (Atlas 402, Segmind 406).
     credit_statuses: ClassVar[frozenset[int]] = frozenset({402})
+    #: The fields `parse` reads from a successful answer (_contract.py), for the live check.
+    contract: ClassVar[AnswerContract | None] = None
 
     # --- configuration -------------------------------------------------------------------------
 
@@ -150,6 +156,10 @@ class Provider(ABC):
     def get_capabilities(self, settings: Settings) -> Capabilities:
         """What this provider accepts under these settings. Override when an option changes it."""
         return self.capabilities
+
+    def answer_contract(self, settings: Settings) -> AnswerContract | None:
+        """What this provider's answers hold under these settings. Override when an option changes it."""
+        return self.contract
 
     def base_url(self, settings: Settings) -> str:
         return (settings.provider(self.name).base_url or self.default_base_url).rstrip("/")
@@ -326,6 +336,8 @@ class Provider(ABC):
             # Segmind: "Not billed on non-200" (docs/providers/segmind.md#errors); assumed elsewhere.
             raise self.error_for(response, key=ctx.key)
         ctx.accepted = True
+        if ctx.tap is not None:
+            ctx.tap(SeenAnswer.of(self.name, "call", response))
         return response
 
     @abstractmethod

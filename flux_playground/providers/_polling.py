@@ -17,6 +17,7 @@ import httpx
 
 from ..errors import ProviderFailed, ProviderTimeout
 from ..http import TooLarge, get_with_retries
+from ._contract import SeenAnswer
 
 if TYPE_CHECKING:
     from ._base import CallContext, Provider, ProviderOutput
@@ -105,6 +106,8 @@ async def poll_job(
             continue
         if response.is_error:
             raise provider.error_for(response, key=ctx.key)
+        if ctx.tap is not None:
+            ctx.tap(SeenAnswer.of(provider.name, "poll", response))
         status = read(response)
         if status.output is not None:
             # The job finished somewhere between the last "pending" answer and this one.

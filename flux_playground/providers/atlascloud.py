@@ -16,6 +16,7 @@ from ..models import Capabilities, GenerationRequest
 from ..pricing import PriceRule
 from ..settings import Settings
 from ._base import CallContext, OutputItem, Provider, ProviderCall, ProviderOutput, error_text
+from ._contract import AnswerContract, Read
 from ._polling import JobStatus, poll_job
 
 __all__ = ["AtlasCloud"]
@@ -24,6 +25,8 @@ __all__ = ["AtlasCloud"]
 # model upstream) also ends on "timeout" (docs/providers/atlascloud.md#response).
 _DONE = frozenset({"completed", "succeeded"})
 _FAILED = frozenset({"failed", "canceled", "cancelled", "error", "timeout"})
+# Pending until done or failed; these are the documented ones (docs/providers/atlascloud.md#response).
+_PENDING = ("created", "starting", "processing")
 # Atlas's ComfyUI client treats 400/404 on a fresh prediction as "not created yet" for 30 s
 # (docs/providers/atlascloud.md#response).
 _NOT_YET_STATUSES = frozenset({400, 404})
@@ -58,6 +61,26 @@ class AtlasCloud(Provider):
         note='"$0.003 per image" (the model page says "per run"); docs/providers/atlascloud.md#price.',
     )
     credit_statuses = frozenset({402})  # "402 = insufficient balance" (docs/providers/atlascloud.md#errors)
+    # What `run`, `_poll` and `_finished` read: the `data` envelope of newer docs and every official
+    # client (the flat reference template is tolerated, not the contract), `code`, the documented
+    # statuses, and the outputs (docs/providers/atlascloud.md#response).
+    contract = AnswerContract(
+        every=(
+            Read("code", ("integer", "text"), required=False),
+            Read("data", "object"),
+            Read("data.id", "text"),
+            Read("data.status", "text", values=(*_PENDING, *sorted(_DONE), *sorted(_FAILED))),
+            Read("data.error", ("text", "null"), required=False),
+        ),
+        result=(
+            Read("data.outputs", "list", alternatives=("data.output",)),
+            Read("data.outputs[]", ("text", "object")),
+        ),
+        known=(
+            "message", "data.model", "data.urls", "data.has_nsfw_contents", "data.created_at",
+            "data.completed_at", "data.metrics", "data.executionTime", "data.timings",
+        ),
+    )  # fmt: skip
 
     def route(self, settings: Settings) -> str:
         return "/api/v1/model/generateImage"

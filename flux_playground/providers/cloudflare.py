@@ -26,6 +26,7 @@ from ..models import Capabilities, GenerationRequest
 from ..pricing import PriceRule
 from ..settings import Settings
 from ._base import CallContext, Option, Provider, ProviderCall, ProviderOutput, error_text
+from ._contract import AnswerContract, Read
 
 __all__ = ["ACCOUNT_ENV", "MAX_PROMPT_CHARS", "OUTPUT_SIZE", "Cloudflare"]
 
@@ -102,6 +103,17 @@ class Cloudflare(Provider):
     # 402 keeps its HTTP meaning; Cloudflare's own "out of credit" is a 429 told apart by its code
     # (docs/providers/cloudflare.md#errors), read in error_for.
     credit_statuses = frozenset({402})
+    # What `_read` reads: the v4 envelope's `result.image` (or a bare `image`), `success` and `errors`;
+    # raw image bytes are tolerated (docs/providers/cloudflare.md#response).
+    contract = AnswerContract(
+        result=(
+            Read("result.image", "text", alternatives=("image",)),
+            Read("success", "boolean", required=False),
+            Read("errors", "list", required=False),
+        ),
+        known=("messages",),
+        image_body=True,
+    )
 
     def output_size(self, request: GenerationRequest, settings: Settings) -> tuple[int, int]:
         return OUTPUT_SIZE  # docs/providers/cloudflare.md#sizes

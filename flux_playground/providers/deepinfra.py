@@ -15,7 +15,8 @@ from ..models import Capabilities, GenerationRequest
 from ..pricing import PriceRule
 from ..settings import Settings
 from ._base import Option, Provider, ProviderOutput, reported_cost
-from .openai_images import ImagesStyle, read_images
+from ._contract import AnswerContract, Read
+from .openai_images import IMAGES_CONTRACT, ImagesStyle, read_images
 
 __all__ = ["DeepInfra"]
 
@@ -37,6 +38,24 @@ _OPENAI_PRICE = _NATIVE_PRICE.model_copy(
         "documented) and it reports no charge.",
     }
 )
+
+# What `DeepInfra.parse` reads of a native answer; `inference_status.status` values are the page example's
+# and the one that makes a zero cost a charge (docs/providers/deepinfra.md#response).
+_NATIVE_CONTRACT = AnswerContract(
+    result=(
+        Read("images", "list"),
+        Read("images[]", "text"),
+        Read("seed", "integer"),
+        Read("request_id", ("text", "null"), required=False),
+        Read("inference_status", "object"),
+        Read("inference_status.status", "text", values=("unknown", "succeeded")),
+        Read("inference_status.cost", "number"),
+    ),
+    known=(
+        "nsfw_content_detected", "inference_status.runtime_ms", "inference_status.tokens_generated",
+        "inference_status.tokens_input",
+    ),
+)  # fmt: skip
 
 
 # The OpenAI-compatible endpoint: `size` "WxH", no steps and no seed in its schema, and "Currently only
@@ -76,12 +95,16 @@ class DeepInfra(Provider):
     # schema, so we do not claim it honours them (docs/providers/deepinfra.md#request).
     openai_capabilities: ClassVar[Capabilities] = OPENAI_STYLE.capabilities(capabilities)
     price = _NATIVE_PRICE
+    contract = _NATIVE_CONTRACT
 
     def _openai(self, settings: Settings) -> bool:
         return self.option(settings, "endpoint") == "openai"
 
     def get_capabilities(self, settings: Settings) -> Capabilities:
         return self.openai_capabilities if self._openai(settings) else self.capabilities
+
+    def answer_contract(self, settings: Settings) -> AnswerContract:
+        return IMAGES_CONTRACT if self._openai(settings) else _NATIVE_CONTRACT
 
     def price_rule(self, settings: Settings) -> PriceRule | None:
         if self._openai(settings) and self.name not in settings.prices:

@@ -18,6 +18,7 @@ from ..models import Capabilities, GenerationRequest
 from ..pricing import MEBI_PIXELS, PriceRule
 from ..settings import Settings
 from ._base import OutputItem, Provider, ProviderOutput, error_text
+from ._contract import AnswerContract, Read
 
 __all__ = ["Fal"]
 
@@ -65,6 +66,18 @@ class Fal(Provider):
     # No out-of-credit status is documented; 402 is kept as the plausible one, and the documented
     # 403 "User is locked" is read by its words in `error_for` (docs/providers/fal.md#errors).
     credit_statuses = frozenset({402})
+    # The result `parse` reads, and the rest of it (docs/providers/fal.md#response).
+    contract = AnswerContract(
+        result=(Read("images", "list"), Read("images[].url", "text"), Read("seed", "integer")),
+        known=(
+            "images[].width",
+            "images[].height",
+            "images[].content_type",
+            "timings",
+            "has_nsfw_concepts",
+            "prompt",
+        ),
+    )
 
     def route(self, settings: Settings) -> str:
         return f"/{self.model_id}"

@@ -17,6 +17,7 @@ from ..pricing import PriceRule
 from ..settings import Settings
 from ..sizes import nearest_ratio, size_for_ratio
 from ._base import OutputItem, Provider, ProviderCall, ProviderOutput, error_text
+from ._contract import AnswerContract, Read
 
 __all__ = [
     "ASPECT_RATIOS", "PIXELS_PER_IMAGE", "ZERO_SEED_SENT_AS", "Fireworks", "aspect_ratio_for", "sent_seed",
@@ -67,6 +68,18 @@ class Fireworks(Provider):
     # 402 "not on a paid plan or has exceeded usage limits"; 412 a suspended account (spending limit,
     # unpaid invoices): both billing (docs/providers/fireworks.md#errors).
     credit_statuses = frozenset({402, 412})
+    # The JSON answer we ask for, whose `id`, `finishReason` and `seed` the reference marks required
+    # (the client tolerates their absence, the check names it); the image body with its headers is
+    # a documented answer too (docs/providers/fireworks.md#response).
+    contract = AnswerContract(
+        result=(
+            Read("base64", ("list", "text")),
+            Read("finishReason", "text", values=(_SUCCESS, _FILTERED)),
+            Read("seed", "integer"),
+            Read("id", "text"),
+        ),
+        image_body=True,
+    )
 
     def route(self, settings: Settings) -> str:
         # The single model path, as the docs' example and the Vercel SDK use it

@@ -31,8 +31,12 @@ from ..models import Capabilities, GenerationRequest
 from ..pricing import PriceRule
 from ..settings import Settings
 from ._base import OutputItem, Provider, ProviderOutput
+from ._contract import AnswerContract, Read
 
-__all__ = ["OWNER_VARIABLE", "ImagesStyle", "OpenAIImages", "OwnerEndpoint", "owner_providers", "read_images"]
+__all__ = [
+    "IMAGES_CONTRACT", "OWNER_VARIABLE", "ImagesStyle", "OpenAIImages", "OwnerEndpoint", "images_contract",
+    "owner_providers", "read_images",
+]  # fmt: skip
 
 #: The owner's endpoints, as a JSON list of OwnerEndpoint (README, "OpenAI-compatible endpoints").
 OWNER_VARIABLE = "FLUX_PLAYGROUND_OPENAI_PROVIDERS"
@@ -93,6 +97,32 @@ class ImagesStyle(BaseModel):
         return body
 
 
+def images_contract(*known: str) -> AnswerContract:
+    """What `read_images` reads, and the fields of OpenAI's images answer it does not; `known`: more
+    documented fields of one provider's answer."""
+    return AnswerContract(
+        result=(
+            Read("data", "list"),
+            Read("data[].b64_json", "text", alternatives=("data[].url",)),
+            Read("data[].index", "integer", required=False),
+            Read("id", "text", required=False),
+        ),
+        known=(
+            "created",
+            "data[].revised_prompt",
+            "usage",
+            "background",
+            "output_format",
+            "quality",
+            "size",
+            *known,
+        ),
+    )
+
+
+IMAGES_CONTRACT = images_contract()
+
+
 def read_images(provider: Provider, body: Mapping[str, object]) -> ProviderOutput:
     """`{"data": [{"b64_json" | "url", ...}]}` -> the images, in `index` order where items carry one
     (Together's do). Either field may be null (DeepInfra's OpenAPI): such items are skipped, and an
@@ -116,6 +146,7 @@ class OpenAIImages(Provider):
     """A provider whose API is an OpenAI-style images endpoint, described by `style`."""
 
     style: ClassVar[ImagesStyle]
+    contract = IMAGES_CONTRACT
 
     def route(self, settings: Settings) -> str:
         return self.style.route

@@ -19,6 +19,7 @@ from ..pricing import PriceRule
 from ..settings import Settings
 from ..sizes import nearest_ratio
 from ._base import CallContext, OutputItem, Provider, ProviderCall, ProviderOutput, error_text
+from ._contract import AnswerContract, Read
 from ._polling import JobStatus, poll_job
 
 __all__ = ["ASPECT_RATIO_SIZES", "Replicate", "prefer_wait_s"]
@@ -51,6 +52,7 @@ _MAX_WAIT_S = 60
 # Statuses of a prediction (docs/providers/replicate.md#response).
 _RUNNING = frozenset({"starting", "processing"})
 _FAILED = frozenset({"failed", "canceled"})
+_STATUSES = ("starting", "processing", "succeeded", "failed", "canceled")  # in the order they come
 # 429 bodies say "Your rate limit resets in ~30s." (docs/providers/replicate.md#errors).
 _RESETS_IN = re.compile(r"resets in ~?\s*(\d+(?:\.\d+)?)\s*s", re.IGNORECASE)
 
@@ -78,6 +80,21 @@ class Replicate(Provider):
         "steps do not change it (docs/providers/replicate.md#price).",
     )
     credit_statuses = frozenset({402})  # 402 "Insufficient credit" (docs/providers/replicate.md#errors)
+    # A prediction object: what `run`, `_poll` and `_job_status` read, and the rest of it
+    # (docs/providers/replicate.md#response).
+    contract = AnswerContract(
+        every=(
+            Read("id", "text"),
+            Read("status", "text", values=_STATUSES),
+            Read("urls.get", "text", required=False),
+            Read("error", ("text", "null"), required=False),
+        ),
+        result=(Read("output", "list"), Read("output[]", "text")),
+        known=(
+            "model", "version", "input", "logs", "data_removed", "created_at", "started_at", "completed_at",
+            "metrics", "urls.cancel", "urls.stream", "urls.web",
+        ),
+    )  # fmt: skip
 
     # --- building the request ------------------------------------------------------------------
 

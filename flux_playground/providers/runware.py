@@ -18,6 +18,7 @@ from ..models import Capabilities, GenerationRequest
 from ..pricing import PriceRule
 from ..settings import Settings
 from ._base import CallContext, Provider, ProviderCall, ProviderOutput, error_text, reported_cost
+from ._contract import AnswerContract, Read
 
 # DeepInfra's reading of a reported charge: exact digits, and a zero or garbage is unknown, never $0.
 
@@ -66,6 +67,17 @@ class Runware(Provider):
         "them and scaled by steps. Each answer reports the real charge (includeCost).",
     )
     credit_statuses = frozenset({402})  # "402 Payment Required" (docs/providers/runware.md#errors)
+    # What `_read` reads of `data[]`, and the rest of an item (docs/providers/runware.md#response).
+    contract = AnswerContract(
+        result=(
+            Read("data", "list"),
+            Read("data[].imageBase64Data", "text", alternatives=("data[].imageDataURI", "data[].imageURL")),
+            Read("data[].taskUUID", "text"),
+            Read("data[].seed", "integer", required=False),
+            Read("data[].cost", "number"),
+        ),
+        known=("data[].taskType", "data[].imageUUID", "data[].NSFWContent"),
+    )
 
     def route(self, settings: Settings) -> str:
         return "/v1"

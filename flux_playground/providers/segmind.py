@@ -19,6 +19,7 @@ from ..models import Capabilities, GenerationRequest
 from ..pricing import PriceRule
 from ..settings import Settings
 from ._base import OutputItem, Provider, ProviderOutput, error_text
+from ._contract import AnswerContract, Read
 
 __all__ = ["SAMPLERS", "SCHEDULERS", "Segmind"]
 
@@ -89,6 +90,13 @@ class Segmind(Provider):
     )
     # "406 Not Acceptable = Not enough credits" (docs/providers/segmind.md#errors).
     credit_statuses = frozenset({402, 406})
+    # The image itself (the spec), or JSON with it in `image` (or `images`/`output`), as `parse` reads
+    # (docs/providers/segmind.md#response).
+    contract = AnswerContract(
+        result=(Read("image", ("text", "list"), alternatives=("images", "output")),),
+        known=("status", "metrics"),
+        image_body=True,
+    )
 
     def route(self, settings: Settings) -> str:
         return f"/v1/{self.model_id}"

@@ -11,7 +11,7 @@ from typing import ClassVar
 
 from ..models import Capabilities
 from ..pricing import PriceRule
-from .openai_images import ImagesStyle, OpenAIImages
+from .openai_images import ImagesStyle, OpenAIImages, images_contract
 
 __all__ = ["Together"]
 
@@ -39,6 +39,8 @@ class Together(OpenAIImages):
     # Face still use, answers the same API (docs/providers/together.md#endpoint-and-auth).
     default_base_url = "https://api.together.xyz"
     style = STYLE
+    # OpenAI's answer plus `model`, `object` and each item's `type` (docs/providers/together.md#response).
+    contract = images_contract("model", "object", "data[].type")
     # "Keep dimensions to multiples of 8"; no documented range, so none beyond the page's own 256–2048:
     # Together refuses what it cannot make with a 400 before billing. The steps range is not documented
     # either; n is 1–4 (docs/providers/together.md#sizes, #request). Whether schnell honours W×H or an
