@@ -75,6 +75,11 @@ _SHOW_DETAILS = (
 )
 
 
+_SHOW_KEYS = (
+    "(show) => document.querySelectorAll('.fp-key input')"
+    ".forEach((i) => { i.type = show ? 'text' : 'password'; })"
+)
+
 # The zip is made on request (a run can be many megabytes); once ready, it is saved at once.
 _SAVE_ZIP = "() => setTimeout(() => document.querySelector('#run-zip:not([disabled])')?.click(), 50)"
 
@@ -391,7 +396,11 @@ def _controls(ui: dict[str, Any], settings: Settings, handlers: Handlers) -> Non
                 placeholder=f"Paste your {provider.label} key",
                 max_lines=1,
                 autoscroll=False,
+                elem_classes=["fp-key"],
             )
+        # In the browser only: the keys never travel for this (no server function).
+        show = gr.Checkbox(label="Show the keys as I type them", value=False, elem_id="show-keys")
+        show.change(None, show, None, js=_SHOW_KEYS)
 
 
 def _results(ui: dict[str, Any]) -> None:

@@ -70,10 +70,11 @@ def header_html() -> str:
 
 def demo_banner_html() -> str:
     return (
-        '<div class="fp-banner" role="status"><strong>Demo mode.</strong> No provider key is '
-        "configured, so a built-in emulator answers every request and the images are "
+        '<div class="fp-banner" role="status"><strong>Demo mode.</strong> <span class="fp-long">No '
+        "provider key is configured, so a built-in emulator answers every request and the images are "
         "<b>placeholders</b>, not FLUX output. Prices shown are what the real providers would charge; "
-        "nothing is billed.</div>"
+        'nothing is billed.</span><span class="fp-short">Placeholder images from a built-in emulator; '
+        "real prices, nothing billed.</span></div>"
     )
 
 

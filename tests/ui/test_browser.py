@@ -15,7 +15,8 @@ from flux_playground.emulator.server import EmulatorServer
 from flux_playground.images import read_png_text
 from flux_playground.providers import PROVIDERS
 
-from .conftest import Launched
+from .appclient import serve
+from .conftest import Launched, emulator_settings
 
 pytestmark = pytest.mark.browser
 
@@ -519,3 +520,44 @@ def test_a_swipe_on_the_viewer_image_pages_on_a_phone(
     page.locator("#details").scroll_into_view_if_needed()
     screenshot(page, "viewer-390.png")
     context.close()
+
+
+def test_key_boxes_show_and_hide_in_the_browser_only(
+    browser: Browser, launched: tuple[Launched, EmulatorServer]
+) -> None:
+    """Found: the key boxes had no show/hide. Showing a key is the browser's business: no request."""
+    page = open_page(browser, launched)
+    page.locator("#keys").get_by_text("Your API keys").click()
+    box = page.locator("#key-fal input")
+    box.fill("my-secret-key")
+    expect(box).to_have_attribute("type", "password")
+    box.blur()  # the price table learns of the key on blur (its own request); then nothing more
+    page.wait_for_timeout(500)
+    sent: list[str] = []
+    page.on("request", lambda request: sent.append(request.url))
+    page.locator("#show-keys input").check()
+    expect(box).to_have_attribute("type", "text")
+    expect(box).to_have_value("my-secret-key")
+    page.locator("#show-keys input").uncheck()
+    expect(box).to_have_attribute("type", "password")
+    page.wait_for_timeout(300)
+    assert sent == []
+    page.context.close()
+
+
+def test_on_a_phone_in_demo_mode_the_banner_leaves_the_first_screen_to_the_prompt(
+    browser: Browser, launched: tuple[Launched, EmulatorServer], tmp_path: Path
+) -> None:
+    """Found: on a phone the header and the demo banner took ~40 % of the first screen."""
+    settings = emulator_settings(launched[1], tmp_path).model_copy(update={"demo": True})
+    with serve(settings) as app:
+        page = browser.new_context(viewport={"width": 390, "height": 844}).new_page()
+        page.set_default_timeout(TIMEOUT)
+        page.goto(app.url)
+        banner = page.locator("#demo-banner")
+        expect(banner).to_contain_text("nothing billed")
+        box, generate_box = banner.bounding_box(), page.locator("#generate").bounding_box()
+        assert box and generate_box
+        assert box["y"] + box["height"] <= 0.25 * 844, box  # header and banner: a quarter at most
+        assert generate_box["y"] + generate_box["height"] <= 0.6 * 844, generate_box
+        page.context.close()
