@@ -68,11 +68,14 @@ class ConfigurationError(PlaygroundError):
 
 
 class MissingKey(ConfigurationError):
-    def __init__(self, provider_label: str, env_vars: tuple[str, ...]) -> None:
+    def __init__(self, provider_label: str, env_vars: tuple[str, ...], *, hf_routed: bool = False) -> None:
         names = " or ".join(env_vars)
+        # A provider Hugging Face routes also runs on the person's Hugging Face account (hf_router.py).
+        also = ", or bring your Hugging Face account: sign in with Hugging Face, or send your hf_ token"
+        also = also if hf_routed else ""
         super().__init__(
             f"No API key for {provider_label}: set {names} in the environment, .env or the Space's "
-            "secrets (on the page you can also paste your own key)."
+            f"secrets (on the page you can also paste your own key{also})."
         )
         self.env_vars = env_vars
 

@@ -65,6 +65,9 @@ class Fal(Provider):
     # No out-of-credit status is documented; 402 is kept as the plausible one, and the documented
     # 403 "User is locked" is read by its words in `error_for` (docs/providers/fal.md#errors).
     credit_statuses = frozenset({402})
+    # Hugging Face routes fal.ai as "fal-ai": `POST /fal-ai/fal-ai/flux/schnell` on its router, the same
+    # body, a Bearer hf_ token instead of `Key` (docs/providers/hf-router.md#endpoint-and-auth).
+    hf_route = "/fal-ai"
 
     def route(self, settings: Settings) -> str:
         return f"/{self.model_id}"

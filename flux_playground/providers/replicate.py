@@ -78,6 +78,9 @@ class Replicate(Provider):
         "steps do not change it (docs/providers/replicate.md#price).",
     )
     credit_statuses = frozenset({402})  # 402 "Insufficient credit" (docs/providers/replicate.md#errors)
+    # Hugging Face routes Replicate: `POST /replicate/v1/models/<owner>/<name>/predictions` on its
+    # router, the same body and `Prefer: wait` (docs/providers/hf-router.md#endpoint-and-auth).
+    hf_route = "/replicate"
 
     # --- building the request ------------------------------------------------------------------
 
