@@ -202,7 +202,9 @@ class Provider(ABC):
             return own
         server = self.server_key(settings)
         if server is None:
-            raise MissingKey(self.label, self.key_env, hf_routed=self.hf_route is not None)
+            raise MissingKey(
+                self.label, self.key_env, hf_routed=self.hf_route is not None, sign_in=settings.hf_sign_in
+            )
         key = server.get_secret_value().strip()
         if not _KEY_TEXT.fullmatch(key):
             raise ConfigurationError(

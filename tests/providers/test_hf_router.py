@@ -404,8 +404,19 @@ class TestChoosingTheRoute:
             PROVIDERS["fal"].resolve_key(SETTINGS)
         assert info.value.message == (
             "No API key for fal.ai: set FAL_KEY in the environment, .env or the Space's secrets (on the page "
-            "you can also paste your own key, or bring your Hugging Face account: sign in with Hugging Face, "
-            "or send your hf_ token)."
+            "you can also paste your own key; or run it on your Hugging Face account: send your hf_ token "
+            "(API: oauth_token; CLI: --via hf))."
+        )
+        with pytest.raises(MissingKey) as info:
+            PROVIDERS["fal"].resolve_key(make_settings(oauth_scopes="openid profile inference-api"))
+        assert "on your Hugging Face account: sign in with Hugging Face, or send your hf_ token" in (
+            info.value.message
+        )
+        with pytest.raises(MissingKey) as info:
+            PROVIDERS["segmind"].resolve_key(SETTINGS)
+        assert info.value.message == (
+            "No API key for Segmind: set SEGMIND_API_KEY in the environment, .env or the Space's secrets "
+            "(on the page you can also paste your own key)."
         )
 
 
