@@ -18,6 +18,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from .errors import ConfigurationError, InvalidRequest, PlaygroundError
+from .hf_router import TOKEN_ENV, local_token
 from .live_check import check, plan, redact, server_secrets
 from .live_check_text import plan_text, report_text
 from .models import GenerationRequest, parse_request
@@ -68,6 +69,14 @@ def build_parser() -> argparse.ArgumentParser:
     generate = commands.add_parser("generate", help="Generate images and save them as PNGs.")
     generate.add_argument("prompt", help=_help("prompt"))
     generate.add_argument("--provider", required=True, choices=list(PROVIDERS))
+    generate.add_argument(
+        "--via",
+        choices=["direct", "hf"],
+        default="direct",
+        help="direct: the provider's own API and key (default). hf: through Hugging Face's router "
+        f"(providers with a hugging_face_route in `providers`), billed to your Hugging Face account; "
+        f"the token comes from {TOKEN_ENV}, else from `hf auth login` (~/.cache/huggingface/token).",
+    )
     _add_request_options(generate, full=True)
     generate.add_argument("--out", type=Path, default=Path("."), help="Folder for the PNGs. Default: .")
 
@@ -116,8 +125,10 @@ def _request_fields(args: argparse.Namespace, prompt: str) -> dict[str, object]:
 
 async def _generate(args: argparse.Namespace, settings: Settings) -> dict[str, object]:
     request = parse_request(_request_fields(args, args.prompt))
+    # Read only when asked for: a Hugging Face login on this machine is never used unasked.
+    token = local_token() if args.via == "hf" else None
     async with Playground(settings) as playground:
-        result = await playground.generate(request, args.provider, person="cli")
+        result = await playground.generate(request, args.provider, person="cli", via=args.via, hf_token=token)
     args.out.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     files = []
@@ -129,6 +140,8 @@ async def _generate(args: argparse.Namespace, settings: Settings) -> dict[str, o
         files.append(str(path))
     return {
         "provider": result.provider,
+        # "Together AI via Hugging Face" when it ran through Hugging Face's router (--via hf).
+        "label": result.provider_label,
         "files": files,
         # None when the provider does not honour a seed (no claim the image can be made again).
         "seed": result.images[0].seed if result.images else None,

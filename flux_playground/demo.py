@@ -11,6 +11,7 @@ from contextlib import contextmanager
 
 from pydantic import SecretStr
 
+from .hf_router import EMULATED_NAME
 from .providers import PROVIDERS
 from .settings import Settings
 
@@ -23,7 +24,8 @@ DEMO_LATENCY_S = 1.0
 
 
 def point_at(settings: Settings, base_urls: Mapping[str, str], key: str = DEMO_KEY) -> Settings:
-    """`settings` with every registered provider the emulator serves pointed at it, with `key`.
+    """`settings` with every registered provider the emulator serves pointed at it, with `key`, and
+    Hugging Face's router too when the emulator serves it (a Hugging Face token is never set here).
 
     The emulator takes any value for what a provider also needs (an account id, say): required
     options get a placeholder unless already set.
@@ -37,7 +39,10 @@ def point_at(settings: Settings, base_urls: Mapping[str, str], key: str = DEMO_K
         providers[name] = current.model_copy(
             update={"api_key": SecretStr(key), "base_url": url, "options": {**options, **current.options}}
         )
-    return settings.model_copy(update={"providers": providers})
+    update: dict[str, object] = {"providers": providers}
+    if EMULATED_NAME in base_urls:
+        update["hf_router_base_url"] = base_urls[EMULATED_NAME]
+    return settings.model_copy(update=update)
 
 
 @contextmanager

@@ -68,11 +68,22 @@ class ConfigurationError(PlaygroundError):
 
 
 class MissingKey(ConfigurationError):
-    def __init__(self, provider_label: str, env_vars: tuple[str, ...]) -> None:
+    def __init__(
+        self,
+        provider_label: str,
+        env_vars: tuple[str, ...],
+        *,
+        hf_routed: bool = False,
+        sign_in: bool = False,
+    ) -> None:
         names = " or ".join(env_vars)
+        # A provider Hugging Face routes also runs on the person's own Hugging Face account (hf_router.py);
+        # signing in offers it only where the Space asks for that permission (`sign_in`).
+        how = "sign in with Hugging Face, or send your hf_ token" if sign_in else "send your hf_ token"
+        also = f"; or run it on your Hugging Face account: {how} (API: oauth_token; CLI: --via hf)"
         super().__init__(
             f"No API key for {provider_label}: set {names} in the environment, .env or the Space's "
-            "secrets (on the page you can also paste your own key)."
+            f"secrets (on the page you can also paste your own key{also if hf_routed else ''})."
         )
         self.env_vars = env_vars
 

@@ -7,6 +7,10 @@
 Served by the page's server behind its gate (ui/gate.py), which decides who the caller is: the tools
 run in the request of the MCP client itself, so the spend limits count the real client, never an
 address a caller wrote into a header. Tools call the same backend as the page, the API and the CLI.
+
+A Hugging Face token comes as the MCP client's own `Authorization: Bearer hf_…` header (as Hugging
+Face's MCP clients send it), never as a tool argument, which an agent would write into its transcript:
+`generate` then runs the providers Hugging Face routes through its router, on that account.
 """
 
 from __future__ import annotations
@@ -16,13 +20,13 @@ import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from mcp.server.fastmcp import Context, FastMCP
 from mcp.server.fastmcp.exceptions import ToolError
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp.types import ImageContent, TextContent
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 from .errors import PlaygroundError
 from .images import make_thumbnail
@@ -91,6 +95,18 @@ def _person(ctx: Context[Any, Any, Any]) -> str:
     return f"ip:{host}" if isinstance(host, str) and host else "ip:unknown"
 
 
+def _hf_token(ctx: Context[Any, Any, Any]) -> SecretStr | None:
+    """The caller's Hugging Face token, from its own Authorization header (for this call only).
+
+    Only an hf_ token: a Bearer header meant for something else (a gateway in front of the server)
+    is never handed to Hugging Face."""
+    headers = getattr(ctx.request_context.request, "headers", None)
+    value = headers.get("authorization", "") if headers is not None else ""
+    scheme, _, token = value.partition(" ")
+    token = token.strip()
+    return SecretStr(token) if scheme.lower() == "bearer" and token.startswith("hf_") else None
+
+
 def _root(ctx: Context[Any, Any, Any]) -> str:
     request = ctx.request_context.request
     base = getattr(request, "base_url", None)
@@ -107,6 +123,12 @@ def _name_the_providers(schema: dict[str, Any]) -> None:
 _PROVIDERS_FIELD = Field(
     description="Provider ids to run at, all at once.", json_schema_extra=_name_the_providers
 )
+_VIA_FIELD = Field(
+    description='"hf": through Hugging Face\'s router, billed to the Hugging Face account whose token this '
+    "MCP client sends in its Authorization header (Bearer hf_…); only providers with a hugging_face_route "
+    "(see `providers`). \"direct\": the providers' own APIs on this server's keys. Empty: Hugging Face "
+    "only for the routed providers this server has no key for, when a token was sent."
+)
 
 
 def _tools(server: FastMCP, playground: Playground, publish: Publish) -> None:
@@ -120,18 +142,23 @@ def _tools(server: FastMCP, playground: Playground, publish: Publish) -> None:
         steps: Annotated[int, _field("steps")] = 4,
         seed: Annotated[int | None, _field("seed")] = None,
         num_images: Annotated[int, _field("num_images")] = 1,
+        via: Annotated[Literal["direct", "hf"] | None, _VIA_FIELD] = None,
     ) -> list[TextContent | ImageContent]:
         """Generate images with FLUX.1 [schnell] at one or more hosted providers at once.
 
         Every provider gets the same prompt and seed. Returns a JSON summary (per provider: seed,
-        latency, estimated and reported cost and the URLs of the full PNGs, or the error) and each
-        image as image content (a WebP preview; the PNG at its URL carries the parameters).
+        latency, estimated and reported cost, whether it ran through Hugging Face, the URLs of the full
+        PNGs, or the error) and each image as image content (a WebP preview; the PNG at its URL
+        carries the parameters).
         """
         try:
             names = check_providers(providers)
             request = build_request(prompt, width, height, steps, seed, num_images, None, None)
             last = None
-            async for snapshot in playground.run(request, names, person=_person(ctx), tick=None):
+            runs = playground.run(
+                request, names, person=_person(ctx), hf_token=_hf_token(ctx), via=via, tick=None
+            )
+            async for snapshot in runs:
                 last = snapshot
         except PlaygroundError as exc:
             raise ToolError(exc.message) from None

@@ -15,6 +15,7 @@ from decimal import Decimal
 from typing import Literal
 
 from .errors import ConfigurationError
+from .hf_router import choose_route
 from .models import GenerationRequest
 from .pricing import PriceRule, format_usd
 from .providers import PROVIDERS, Provider
@@ -25,8 +26,9 @@ __all__ = [
     "quote_one",
 ]  # fmt: skip
 
-#: "demo": the built-in emulator answers (nothing is billed); "not configured": its variables are unset.
-Readiness = Literal["server key", "your key", "demo", "not configured"]
+#: "demo": the built-in emulator answers (nothing is billed); "not configured": its variables are unset;
+#: "your Hugging Face account": through Hugging Face's router on the person's own credits (hf_router.py).
+Readiness = Literal["server key", "your key", "your Hugging Face account", "demo", "not configured"]
 
 
 @dataclass(frozen=True)
@@ -71,7 +73,12 @@ class Quote:
 
 
 def quote_one(
-    provider: Provider, request: GenerationRequest | None, settings: Settings, *, own_key: bool = False
+    provider: Provider,
+    request: GenerationRequest | None,
+    settings: Settings,
+    *,
+    own_key: bool = False,
+    hf_account: bool = False,
 ) -> Quote:
     caps = provider.get_capabilities(settings)
     notes = tuple(
@@ -82,6 +89,9 @@ def quote_one(
     missing = tuple(provider.missing(settings, with_own_key=own_key))
     if settings.demo_mode:
         readiness: Readiness = "demo"
+    elif choose_route(provider, settings, own_key=own_key, hf_account=hf_account) == "hf":
+        # The same rule the run follows (runs.run), so the picker says what will happen.
+        readiness, missing = "your Hugging Face account", ()
     elif own_key:
         readiness = "your key" if not missing else "not configured"
     else:
@@ -126,15 +136,21 @@ def quote_one(
 
 
 def quote(
-    request: GenerationRequest | None, settings: Settings, *, own_keys: Collection[str] = ()
+    request: GenerationRequest | None,
+    settings: Settings,
+    *,
+    own_keys: Collection[str] = (),
+    hf_account: bool = False,
 ) -> list[Quote]:
     """One quote per registered provider, in registry order; the cheapest usable one is marked.
 
     `own_keys`: providers the person pasted a key for (they are ready with it, and pay themselves).
+    `hf_account`: the person brings a Hugging Face token, so the providers Hugging Face routes that
+    nothing else can run are ready on their Hugging Face credits.
     """
     check_prices(settings)
     quotes = [
-        quote_one(provider, request, settings, own_key=name in own_keys)
+        quote_one(provider, request, settings, own_key=name in own_keys, hf_account=hf_account)
         for name, provider in PROVIDERS.items()
     ]
     priced = [q.cost for q in quotes if q.usable and q.cost is not None]
@@ -178,6 +194,10 @@ def describe_providers(settings: Settings) -> dict[str, dict[str, object]]:
             "base_url_env": provider.base_url_env(),
             "options": {o.env[0]: o.help for o in provider.options},
             "docs": provider.docs_url,
+            # Where Hugging Face's router reaches it with a Hugging Face token (None: not routed).
+            "hugging_face_route": (
+                settings.hf_router_base_url + provider.hf_route if provider.hf_route is not None else None
+            ),
             "price": q.rule.describe() if q.rule is not None else "unknown",
             **provider.get_capabilities(settings).model_dump(),
         }

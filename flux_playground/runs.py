@@ -7,7 +7,8 @@ the CLI and the library (`Playground.run`).
 Before any provider is called the run passes the spend guard (limits.py): size, duplicate click,
 request rate and the spend caps, with the request as the person sent it (seed unresolved, so two
 clicks on "random" are the same request). Only providers billed to the server's keys are charged:
-not in demo mode (the emulator bills nothing) and not when the person pasted their own key. Then
+not in demo mode (the emulator bills nothing), not when the person pasted their own key, and not
+through Hugging Face's router with their Hugging Face token (hf_router.py: their account pays). Then
 the same request, with one resolved seed, shaped for each provider (Provider.shape), goes to every
 provider at once; each provider's share of the spend is settled as its outcome arrives: the reported
 cost (else the estimate) for a result, the estimate for a failure the provider may have billed,
@@ -31,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import SecretStr
 
 from .errors import InvalidRequest, PlaygroundError
+from .hf_router import Via, provider_for, routes_for
 from .models import MAX_SEED, GenerationRequest, GenerationResult, Stage, parse_request
 from .providers import PROVIDERS
 
@@ -93,6 +95,8 @@ class Slot:
     provider: str
     label: str
     started: float
+    #: "hf" when it runs through Hugging Face's router (hf_router.py), else "direct".
+    via: Via = "direct"
     stage: str = "queued"
     detail: str | None = None
     ended: float | None = None
@@ -201,12 +205,13 @@ def charges_for(
     request: GenerationRequest,
     providers: Sequence[str],
     api_keys: Mapping[str, SecretStr | None],
+    routes: Mapping[str, Via] | None = None,
 ) -> dict[str, Decimal | None]:
     """The estimated cost at each provider that bills the owner's key (None: price unknown).
 
     Left out: everything in demo mode (the emulator bills nothing), providers the person pasted a
-    key for (they pay), and providers the server cannot run or that cannot take these settings (they
-    fail before any call, unbilled).
+    key for or runs through Hugging Face with their own token (they pay), and providers the server
+    cannot run or that cannot take these settings (they fail before any call, unbilled).
     """
     settings = playground.settings
     if settings.demo_mode:
@@ -215,6 +220,8 @@ def charges_for(
     for name in providers:
         own = api_keys.get(name)
         provider = PROVIDERS[name]
+        if (routes or {}).get(name) == "hf":
+            continue
         if (own is not None and own.get_secret_value().strip()) or not provider.configured(settings):
             continue
         shaped = provider.shape(request, settings)
@@ -231,23 +238,34 @@ async def run(
     *,
     person: str,
     api_keys: Mapping[str, SecretStr | None] | None = None,
+    hf_token: SecretStr | None = None,
+    via: Via | None = None,
     tick: float | None = 0.5,
 ) -> AsyncIterator[RunSnapshot]:
     """Run `request` at every provider concurrently; yield snapshots until all have answered.
+
+    `hf_token` is the person's Hugging Face token; `via` says where it is used: "hf" sends every
+    provider through Hugging Face's router, "direct" none, None lets each provider run there only if
+    nothing else can run it (hf_router.routes_for). The token goes to no other provider.
 
     LimitExceeded or InvalidRequest is raised before the first snapshot, and before any provider is
     called. `tick=None`: a snapshot only when something happened (callers that want the end only).
     """
     names = check_providers(list(providers))
     keys = dict(api_keys or {})
+    routes = routes_for(playground.settings, names, keys, hf_token, via)
+    # The key each provider gets: the Hugging Face token where it runs through the router.
+    keys = {name: hf_token if routes[name] == "hf" else keys.get(name) for name in names}
     async with AsyncExitStack() as stack:
-        charges = charges_for(playground, request, names, keys)
+        charges = charges_for(playground, request, names, keys, routes)
         # As sent (seed unresolved): two clicks on "random" are recognised as one request.
         admission = await stack.enter_async_context(playground.guard.admit(person, request, names, charges))
         request = resolve_seed(request)  # once, so every provider gets the same seed
         loop = asyncio.get_running_loop()
         started = time.monotonic()
-        slots = {name: Slot(name, PROVIDERS[name].label, started) for name in names}
+        slots = {
+            name: Slot(name, provider_for(name, routes[name]).label, started, routes[name]) for name in names
+        }
         events: asyncio.Queue[ProgressEvent | Outcome] = asyncio.Queue()
 
         def on_progress(event: ProgressEvent) -> None:
@@ -268,7 +286,9 @@ async def run(
 
         async def one(name: str) -> None:
             try:
-                result = await playground.call(request, name, api_key=keys.get(name), on_progress=on_progress)
+                result = await playground.call(
+                    request, name, api_key=keys.get(name), on_progress=on_progress, via=routes[name]
+                )
                 outcome = Outcome(name, result=result)
             except PlaygroundError as exc:
                 outcome = Outcome(name, error=exc)
@@ -344,7 +364,7 @@ def summarize(snapshot: RunSnapshot, files: Mapping[str, Sequence[str]]) -> dict
     where each provider's PNGs can be fetched."""
     providers: dict[str, Any] = {}
     for name, slot in snapshot.slots.items():
-        entry: dict[str, Any] = {"label": slot.label, "ok": slot.result is not None}
+        entry: dict[str, Any] = {"label": slot.label, "via": slot.via, "ok": slot.result is not None}
         if slot.result is not None:
             result = slot.result
             entry |= {

@@ -5,6 +5,8 @@
     async for snapshot in playground.run(request, ["atlascloud", "segmind"], person="ip:1.2.3.4"): ...
     result = await playground.generate(request, "segmind")       # one provider, same path
     async for outcome in playground.generate_many(request, ["atlascloud", "segmind"]): ...
+    await playground.generate(request, "together", via="hf", hf_token=SecretStr("hf_…"))
+                                                  # through Hugging Face's router, on that account
 
 `run` (runs.py) is the one path the page, the API, MCP, the CLI and the library take: the guard,
 shaping per provider, the fan-out, the spend settled. `call` is one provider's part of it:
@@ -27,6 +29,7 @@ from pydantic import SecretStr
 
 from . import __version__, runs
 from .errors import MalformedResponse, PlaygroundError, ProviderFailed, ProviderTimeout
+from .hf_router import Via, through_router
 from .http import UnsafeURL, answer_cap, download, file_cap, make_client
 from .images import (
     BadImage,
@@ -79,9 +82,11 @@ class Playground:
             self._guard = Guard(self.settings)
         return self._guard
 
-    def quote(self, request: GenerationRequest | None, *, own_keys: Collection[str] = ()) -> list[Quote]:
+    def quote(
+        self, request: GenerationRequest | None, *, own_keys: Collection[str] = (), hf_account: bool = False
+    ) -> list[Quote]:
         """What `request` would cost at every provider, and whether each can take it (quotes.py)."""
-        return quote(request, self.settings, own_keys=own_keys)
+        return quote(request, self.settings, own_keys=own_keys, hf_account=hf_account)
 
     def run(
         self,
@@ -90,10 +95,14 @@ class Playground:
         *,
         person: str = LOCAL_PERSON,
         api_keys: Mapping[str, SecretStr | None] | None = None,
+        hf_token: SecretStr | None = None,
+        via: Via | None = None,
         tick: float | None = 0.5,
     ) -> AsyncIterator[RunSnapshot]:
         """The one path: see runs.py."""
-        return runs.run(self, request, providers, person=person, api_keys=api_keys, tick=tick)
+        return runs.run(
+            self, request, providers, person=person, api_keys=api_keys, hf_token=hf_token, via=via, tick=tick
+        )
 
     @property
     def client(self) -> httpx.AsyncClient:
@@ -125,11 +134,18 @@ class Playground:
         *,
         api_key: SecretStr | None = None,
         person: str = LOCAL_PERSON,
+        via: Via | None = None,
+        hf_token: SecretStr | None = None,
     ) -> GenerationResult:
-        """Run `request` at one provider (via `run`). Raises a PlaygroundError with words."""
+        """Run `request` at one provider (via `run`). Raises a PlaygroundError with words.
+
+        `via="hf"` with `hf_token`: through Hugging Face's router, billed to that Hugging Face account.
+        """
         last = None
         keys = {provider: api_key}
-        async for last in self.run(request, [provider], person=person, api_keys=keys, tick=None):  # noqa: B007
+        async for last in self.run(  # noqa: B007
+            request, [provider], person=person, api_keys=keys, hf_token=hf_token, via=via, tick=None
+        ):
             pass
         assert last is not None
         slot = last.slots[provider]
@@ -144,9 +160,14 @@ class Playground:
         *,
         api_keys: Mapping[str, SecretStr | None] | None = None,
         person: str = LOCAL_PERSON,
+        hf_token: SecretStr | None = None,
+        via: Via | None = None,
     ) -> AsyncIterator[Outcome]:
         """The same request (same seed) at several providers; outcomes as they arrive (via `run`)."""
-        async for snapshot in self.run(request, list(providers), person=person, api_keys=api_keys, tick=None):
+        snapshots = self.run(
+            request, list(providers), person=person, api_keys=api_keys, hf_token=hf_token, via=via, tick=None
+        )
+        async for snapshot in snapshots:
             for name in snapshot.arrived:
                 slot = snapshot.slots[name]
                 yield Outcome(name, result=slot.result, error=slot.failure)
@@ -158,10 +179,14 @@ class Playground:
         *,
         api_key: SecretStr | None = None,
         on_progress: ProgressCallback | None = None,
+        via: Via = "direct",
     ) -> GenerationResult:
         """One provider's part of a run (runs.py calls it; the guard has admitted the run): the
-        request shaped for the provider, checked, sent, and its images made into PNGs."""
+        request shaped for the provider, checked, sent, and its images made into PNGs. `via="hf"`:
+        through Hugging Face's router, `api_key` being the person's Hugging Face token."""
         chosen = get_provider(provider)
+        if via == "hf":
+            chosen = through_router(chosen)
         request = chosen.shape(resolve_seed(request), self.settings)
         chosen.validate(request, self.settings)
         key = chosen.resolve_key(self.settings, api_key)

@@ -16,8 +16,9 @@ import os
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -125,6 +126,17 @@ class Settings(BaseSettings):
     #: Force demo mode (built-in emulator, placeholder images). Default: on when no key is set.
     demo: bool | None = None
 
+    #: Hugging Face's router (Inference Providers): a provider it routes is reached there with a
+    #: person's Hugging Face token, billed to their account (hf_router.py). HF_ROUTER_BASE_URL (no
+    #: prefix, as the emulator prints it) points it elsewhere.
+    hf_router_base_url: str = Field(
+        "https://router.huggingface.co",
+        validation_alias=AliasChoices("HF_ROUTER_BASE_URL", "hf_router_base_url"),
+    )
+    #: What a Space's "Sign in with Hugging Face" asks for: a Space sets OAUTH_SCOPES from its
+    #: `hf_oauth_scopes` (README front matter).
+    oauth_scopes: str | None = Field(None, validation_alias=AliasChoices("OAUTH_SCOPES", "oauth_scopes"))
+
     user_agent: str = "flux-playground/0.1 (+https://huggingface.co/spaces; python-httpx)"
 
     # Connections the page's server accepts (compat/uvicorn.py): a request must arrive whole within
@@ -150,6 +162,23 @@ class Settings(BaseSettings):
                     "separated by commas"
                 ) from None
         return value
+
+    @field_validator("hf_router_base_url")
+    @classmethod
+    def _router_origin(cls, value: str) -> str:
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+            raise ValueError(
+                f"{value!r} is not an http(s) origin; write one such as https://router.huggingface.co"
+            )
+        return value.strip().rstrip("/")
+
+    @property
+    def hf_sign_in(self) -> bool:
+        """Whether signing in asks visitors for the Inference Providers permission (`hf_oauth_scopes:
+        [inference-api]`): a signed-in visitor can then run the providers Hugging Face routes on their
+        own Hugging Face credits."""
+        return "inference-api" in (self.oauth_scopes or "").split()
 
     def proxy_networks(self) -> list[str]:
         """The trusted proxies' networks (see `trusted_proxies`)."""
@@ -181,9 +210,10 @@ class Settings(BaseSettings):
 
     @property
     def demo_mode(self) -> bool:
-        """Forced by FLUX_PLAYGROUND_DEMO, else on when no provider is configured."""
+        """Forced by FLUX_PLAYGROUND_DEMO, else on when no provider is configured and visitors cannot
+        bring their Hugging Face account either (`hf_sign_in`)."""
         if self.demo is not None:
             return self.demo
         from .providers import any_configured  # the registry imports this module
 
-        return not any_configured(self)
+        return not any_configured(self) and not self.hf_sign_in

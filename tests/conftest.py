@@ -18,7 +18,10 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pyt
     every variable any registered provider reads is cleared, and everything of ours."""
     from flux_playground.providers import all_variables
 
-    cleared = {*all_variables(), "OAUTH_CLIENT_ID", "SPACE_ID", "HF_TOKEN"}
+    cleared = {
+        *all_variables(), "OAUTH_CLIENT_ID", "OAUTH_SCOPES", "SPACE_ID", "SYSTEM", "HF_TOKEN",
+        "HF_TOKEN_PATH", "HF_HOME", "HF_ROUTER_BASE_URL",
+    }  # fmt: skip
     for name in list(os.environ):
         if name in cleared or name.startswith("FLUX_PLAYGROUND_"):
             monkeypatch.delenv(name, raising=False)

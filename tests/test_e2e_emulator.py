@@ -213,6 +213,7 @@ def test_cli_generates_from_the_emulator_and_prices_match_the_docs(server: Any, 
         printed = json.loads(out.stdout)
         assert set(printed) == {
             "provider",
+            "label",
             "files",
             "seed",
             "width",
@@ -224,7 +225,8 @@ def test_cli_generates_from_the_emulator_and_prices_match_the_docs(server: Any, 
             "latency_s",
         }
         honours_seed = PROVIDERS[provider].capabilities.seed  # the seed is claimed only where honoured
-        assert printed["provider"] == provider and printed["seed"] == (7 if honours_seed else None)
+        assert (printed["provider"], printed["label"]) == (provider, PROVIDERS[provider].label)
+        assert printed["seed"] == (7 if honours_seed else None)
         (file,) = printed["files"]
         assert ("Seed: 7" in read_png_text(Path(file).read_bytes())["parameters"]) == honours_seed
         assert KEY not in out.stdout + out.stderr

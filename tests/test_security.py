@@ -236,6 +236,61 @@ def test_cli_never_prints_a_key(server: EmulatorServer, tmp_path: Path) -> None:
     assert leaks("".join(outputs)) == []
 
 
+def test_cli_runs_through_hugging_face_and_never_prints_the_token(
+    server: EmulatorServer, tmp_path: Path
+) -> None:
+    """`generate --via hf`: the token from HF_TOKEN, else from `hf auth login`'s file; it reaches the
+    router's origin only, never the output; a refused one gets words."""
+    from flux_playground.emulator.hf_router import NAME, fingerprint
+
+    home = tmp_path / "home"
+    (home / ".cache" / "huggingface").mkdir(parents=True)
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "HOME": str(home),
+        "HF_ROUTER_BASE_URL": server.base_urls[NAME],
+    }
+    env["TOGETHER_API_KEY"] = SERVER_KEYS["together"]  # a direct key, and --via hf does not use it
+    from_env, from_file = f"hf_CLIenv{TOKEN}", f"hf_CLIfile{TOKEN}"
+    (home / ".cache" / "huggingface" / "token").write_text(from_file + "\n")
+
+    def generate(prompt: str, **extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "flux_playground", "generate", prompt, "--provider", "together",
+             "--via", "hf", "--width", "512", "--height", "512", "--out", str(tmp_path)],
+            capture_output=True, text=True, env={**env, **extra}, cwd=tmp_path, timeout=60,
+        )  # fmt: skip
+
+    server.reset()
+    by_env, by_file = generate("a fox by env", HF_TOKEN=from_env), generate("a fox by file")
+    refused = generate("a refused fox", HF_TOKEN=f"hf_expired{TOKEN}")
+    for out in (by_env, by_file):
+        assert out.returncode == 0, out.stderr
+        printed = json.loads(out.stdout)
+        assert (printed["provider"], printed["label"]) == ("together", "Together AI via Hugging Face")
+    assert refused.returncode == 1 and refused.stdout == "" and "Traceback" not in refused.stderr
+    assert refused.stderr.startswith("error: Together AI via Hugging Face: Hugging Face refused the token")
+    calls = server.stats()["providers"][NAME]["calls"]
+    assert [(c["prompt"], c["path"], c["token_sha256"]) for c in calls] == [
+        ("a fox by env", "/v1/images/generations", fingerprint(from_env)),
+        ("a fox by file", "/v1/images/generations", fingerprint(from_file)),
+    ]  # the refused one never got past the router
+    assert server.stats()["requests"]["together"].get("submit", 0) == 2  # both forwarded, none direct
+    printed = "".join(o.stdout + o.stderr for o in (by_env, by_file, refused))
+    assert from_env not in printed and from_file not in printed and f"hf_expired{TOKEN}" not in printed
+    assert leaks(printed) == []
+    providers = subprocess.run(
+        [sys.executable, "-m", "flux_playground", "providers"],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60, check=True,
+    )  # fmt: skip
+    routes = {name: row["hugging_face_route"] for name, row in json.loads(providers.stdout).items()}
+    base = server.base_urls[NAME]
+    assert {name: route for name, route in routes.items() if route} == {
+        "fal": f"{base}/fal-ai", "replicate": f"{base}/replicate", "together": f"{base}/together",
+    }  # fmt: skip
+
+
 # --- output URLs (SSRF) ---------------------------------------------------------------------------------
 
 

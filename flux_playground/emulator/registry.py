@@ -11,7 +11,18 @@ from __future__ import annotations
 
 import re
 
-from . import atlascloud, cloudflare, deepinfra, fal, fireworks, replicate, runware, segmind, together
+from . import (
+    atlascloud,
+    cloudflare,
+    deepinfra,
+    fal,
+    fireworks,
+    hf_router,
+    replicate,
+    runware,
+    segmind,
+    together,
+)
 from .emulated import EmulatedProvider
 from .faults import FAULTS
 
@@ -23,6 +34,7 @@ EMULATED: dict[str, EmulatedProvider] = {
     "deepinfra": deepinfra.PROVIDER,
     "fal": fal.PROVIDER,
     "fireworks": fireworks.PROVIDER,
+    "hf_router": hf_router.PROVIDER,  # Hugging Face's router, in front of fal, Replicate and Together
     "replicate": replicate.PROVIDER,
     "runware": runware.PROVIDER,
     "segmind": segmind.PROVIDER,

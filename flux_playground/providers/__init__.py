@@ -4,6 +4,7 @@ spend guard, the tests) reads it and names no provider. Adding one: docs/adding-
     PROVIDERS["segmind"].label        -> "Segmind"
     register(Acme())                   a plugin or a test adds a provider, at once, everywhere
     unregister("acme")
+    hf_routed()                        -> ["fal", "replicate", "together"]: those Hugging Face routes
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ __all__ = [
     "any_configured",
     "check_configuration",
     "get_provider",
+    "hf_routed",
     "register",
     "unregister",
     "variables",
@@ -102,6 +104,11 @@ def get_provider(name: str) -> Provider:
     except KeyError:
         valid = ", ".join(PROVIDERS)
         raise ConfigurationError(f"Unknown provider {name!r}. Choose one of: {valid}.") from None
+
+
+def hf_routed() -> list[str]:
+    """The providers Hugging Face's router reaches (each declares its `hf_route`), in registry order."""
+    return [name for name, provider in PROVIDERS.items() if provider.hf_route is not None]
 
 
 def any_configured(settings: Settings) -> bool:

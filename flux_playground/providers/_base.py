@@ -146,6 +146,10 @@ class Provider(ABC):
     credit_statuses: ClassVar[frozenset[int]] = frozenset({402})
     #: The fields `parse` reads from a successful answer (_contract.py), for the live check.
     contract: ClassVar[AnswerContract | None] = None
+    #: The prefix Hugging Face's router puts before this provider's own route ("/together"), if it
+    #: routes this provider: the same call then goes through the router, billed to a Hugging Face
+    #: account (flux_playground/hf_router.py, docs/providers/hf-router.md). None: not routed.
+    hf_route: ClassVar[str | None] = None
 
     # --- configuration -------------------------------------------------------------------------
 
@@ -208,7 +212,9 @@ class Provider(ABC):
             return own
         server = self.server_key(settings)
         if server is None:
-            raise MissingKey(self.label, self.key_env)
+            raise MissingKey(
+                self.label, self.key_env, hf_routed=self.hf_route is not None, sign_in=settings.hf_sign_in
+            )
         key = server.get_secret_value().strip()
         if not _KEY_TEXT.fullmatch(key):
             raise ConfigurationError(

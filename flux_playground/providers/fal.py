@@ -78,6 +78,9 @@ class Fal(Provider):
             "prompt",
         ),
     )
+    # Hugging Face routes fal.ai as "fal-ai": `POST /fal-ai/fal-ai/flux/schnell` on its router, the same
+    # body, a Bearer hf_ token instead of `Key` (docs/providers/hf-router.md#endpoint-and-auth).
+    hf_route = "/fal-ai"
 
     def route(self, settings: Settings) -> str:
         return f"/{self.model_id}"

@@ -95,6 +95,9 @@ class Replicate(Provider):
             "metrics", "urls.cancel", "urls.stream", "urls.web",
         ),
     )  # fmt: skip
+    # Hugging Face routes Replicate: `POST /replicate/v1/models/<owner>/<name>/predictions` on its
+    # router, the same body and `Prefer: wait` (docs/providers/hf-router.md#endpoint-and-auth).
+    hf_route = "/replicate"
 
     # --- building the request ------------------------------------------------------------------
 

@@ -63,3 +63,6 @@ class Together(OpenAIImages):
     # "402 - Payment Required: the account ... has reached its maximum allowed monthly spending limit"
     # (Together's error-codes page; docs/providers/together.md#errors).
     credit_statuses = frozenset({402})
+    # Hugging Face routes Together: `POST /together/v1/images/generations` on its router, the same body
+    # (docs/providers/hf-router.md#endpoint-and-auth).
+    hf_route = "/together"

@@ -9,13 +9,14 @@ from collections.abc import Callable
 from typing import Any
 
 import gradio as gr
+from pydantic import SecretStr
 
 from ..errors import PlaygroundError
 from ..quotes import approximate
 from ..runs import build_request, check_providers, image_seed, summarize
 from ..service import Playground
 from . import render
-from .identity import spend_person
+from .identity import hf_token, spend_person
 from .refusals import failed, refuse
 from .scratch import Scratch
 
@@ -43,11 +44,17 @@ class Api:
         scheduler: str | None = None,
         profile: gr.OAuthProfile | None = None,
         request: gr.Request | None = None,
+        oauth_token: gr.OAuthToken | None = None,
     ) -> tuple[list[tuple[str, str]], dict[str, Any]]:
         """Generate images with FLUX.1 [schnell] at one or more hosted providers at once.
 
         Every provider gets the same prompt and seed; the result lists each provider's images with
         captions, and a summary with the seed, cost and latency per provider (or its error).
+
+        With a Hugging Face token (gradio_client: `Client(url, oauth_token="hf_…")`, or a signed-in
+        session), the providers Hugging Face routes that this server has no key for run through
+        Hugging Face's router, billed to that Hugging Face account (summary: "via": "hf"). The token is
+        used for this call only: never stored, logged or echoed.
 
         Args:
             prompt: What the image should show.
@@ -65,7 +72,8 @@ class Api:
         """
         try:
             fields = (prompt, providers, width, height, steps, seed, num_images, sampler, scheduler)
-            return await self._generate(*fields, person=spend_person(profile, request))
+            person = spend_person(profile, request)
+            return await self._generate(*fields, person=person, token=hf_token(oauth_token))
         finally:
             # Gradio 6.31 keeps a session for each /gradio_api/call request (up to 10 000); this
             # endpoint keeps nothing between calls, so its session goes once the call is answered.
@@ -73,13 +81,16 @@ class Api:
             if self.forget_session is not None and isinstance(session, str):
                 self.forget_session(session)
 
-    async def _generate(self, *fields: object, person: str) -> tuple[list[tuple[str, str]], dict[str, Any]]:
+    async def _generate(
+        self, *fields: object, person: str, token: SecretStr | None
+    ) -> tuple[list[tuple[str, str]], dict[str, Any]]:
         prompt, providers, width, height, steps, seed, num_images, sampler, scheduler = fields
         try:
             names = check_providers(providers)
             wanted = build_request(prompt, width, height, steps, seed, num_images, sampler, scheduler)
             last = None
-            async for last in self.playground.run(wanted, names, person=person, tick=None):  # noqa: B007
+            runs = self.playground.run(wanted, names, person=person, hf_token=token, tick=None)
+            async for last in runs:  # noqa: B007
                 pass
             assert last is not None
             files: dict[str, list[str]] = {}

@@ -17,6 +17,7 @@ from typing import Any
 import gradio as gr
 from pydantic import ValidationError
 
+from ..hf_router import account_providers
 from ..models import GenerationRequest
 from ..providers import PROVIDERS
 from ..quotes import Quote
@@ -24,6 +25,7 @@ from ..service import Playground
 from . import render
 from . import values as raw
 from .form import Form
+from .identity import hf_token
 from .picker import picker_rows
 from .presets import CUSTOM, IMAGE_LIMITS, PRESETS, describe_size, preset_for, swapped_preset
 from .updates import ordered
@@ -31,7 +33,7 @@ from .updates import ordered
 __all__ = ["CONTROL_OUTPUTS", "Controls", "generate_label", "pricing_request"]
 
 CONTROL_OUTPUTS = [
-    "providers", "generate", "nearest", "steps", "sampler", "scheduler", "size_info", "num_images",
+    "providers", "generate", "nearest", "steps", "sampler", "scheduler", "size_info", "num_images", "hf_note",
 ]  # fmt: skip
 
 
@@ -102,13 +104,15 @@ class Controls:
     def settings(self) -> Any:
         return self.playground.settings
 
-    async def update(self, form: Form) -> tuple[Any, ...]:
-        """Prices, the Generate label and which controls the chosen providers honour."""
+    async def update(self, form: Form, token: gr.OAuthToken | None = None) -> tuple[Any, ...]:
+        """Prices, the Generate label and which controls the chosen providers honour; with a
+        signed-in Hugging Face account (`token`, only checked, never kept), the providers it runs."""
         chosen = [name for name in raw.texts(form.providers) if name in PROVIDERS]
         width, height = form.size()
         request = pricing_request(width, height, form.steps, form.num_images)
         own = [name for name, key in form.key_texts().items() if key]
-        quotes = self.playground.quote(request, own_keys=own)
+        signed_in = hf_token(token) is not None
+        quotes = self.playground.quote(request, own_keys=own, hf_account=signed_in)
         capabilities = {
             name: provider.get_capabilities(self.settings) for name, provider in PROVIDERS.items()
         }
@@ -133,6 +137,9 @@ class Controls:
             "steps": gr.update(label=steps_label),
             "size_info": render.size_html(width, height, describe_size(width, height)),
         }
+        if self.settings.hf_sign_in:
+            labels = [PROVIDERS[name].label for name in account_providers(self.settings)]
+            values["hf_note"] = render.hf_note_html(signed_in, labels)
         for control, attr in (("sampler", "samplers"), ("scheduler", "schedulers")):
             having = [name for name in PROVIDERS if getattr(capabilities[name], attr)]
             usable = [name for name in chosen if name in having]

@@ -17,7 +17,7 @@ from ..service import Playground
 from . import render
 from .form import Form
 from .history_view import HISTORY_OUTPUTS, HistoryView
-from .identity import Identity, resolve_identity, spend_person
+from .identity import Identity, hf_token, resolve_identity, spend_person
 from .refusals import failed, refuse
 from .scratch import Scratch
 from .updates import ordered
@@ -49,9 +49,17 @@ class Generation:
         return approximate(name, self.playground.settings)
 
     async def generate(
-        self, form: Form, profile: gr.OAuthProfile | None = None, request: gr.Request | None = None
+        self,
+        form: Form,
+        profile: gr.OAuthProfile | None = None,
+        request: gr.Request | None = None,
+        token: gr.OAuthToken | None = None,
     ) -> Any:
-        """Stream one run into the provider columns, saving each result to history on arrival."""
+        """Stream one run into the provider columns, saving each result to history on arrival.
+
+        A signed-in person's Hugging Face token (`token`, from their session) runs the providers Hugging
+        Face routes that nothing else can run, on their own credits; it is used for this run only.
+        """
         try:
             names = form.chosen()
             wanted = form.request()
@@ -62,7 +70,11 @@ class Generation:
         try:
             first = True
             async for snap in self.playground.run(
-                wanted, names, api_keys=form.api_keys(names), person=spend_person(profile, request)
+                wanted,
+                names,
+                api_keys=form.api_keys(names),
+                hf_token=hf_token(token),
+                person=spend_person(profile, request),
             ):
                 values: dict[str, Any] = {}
                 if first:

@@ -12,14 +12,21 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import SecretStr
+
 __all__ = [
     "ANON_ID",
     "BROWSER_STORAGE_KEY",
+    "INFERENCE_SCOPE",
     "Identity",
+    "hf_token",
     "new_browser_id",
     "resolve_identity",
     "spend_person",
 ]
+
+#: The OAuth scope that lets a token call Inference Providers (`hf_oauth_scopes: [inference-api]`).
+INFERENCE_SCOPE = "inference-api"
 
 #: What secrets.token_urlsafe(24) produces: exactly 32 URL-safe characters. Anything else a browser
 #: sends (tampered storage, an old format, an attempt to inject text into a path) is replaced.
@@ -84,3 +91,20 @@ def spend_person(profile: Any | None, request: Any | None) -> str:
     client = getattr(request, "client", None)
     host = getattr(client, "host", None)
     return f"ip:{host}" if isinstance(host, str) and host else "ip:unknown"
+
+
+def hf_token(token: Any | None) -> SecretStr | None:
+    """The person's own Hugging Face token for this one request (a gr.OAuthToken), wrapped at once so it
+    never shows in a repr, a log line or a traceback; never stored anywhere.
+
+    From the sign-in session only if it carries the Inference Providers permission (a Space that did
+    not ask for it holds tokens the router refuses); a token an API caller hands over itself
+    (gradio_client's `oauth_token=`, which Gradio passes with an empty scope) is theirs to use.
+    """
+    text = getattr(token, "token", None)
+    if not isinstance(text, str) or not text.strip():
+        return None
+    scope = getattr(token, "scope", "")
+    if isinstance(scope, str) and scope.strip() and INFERENCE_SCOPE not in scope.split():
+        return None
+    return SecretStr(text)

@@ -299,6 +299,8 @@ def _controls(ui: dict[str, Any], settings: Settings, handlers: Handlers) -> Non
     chosen = default_providers(handlers)
     request = pricing_request(*PRESETS["1:1"], DEFAULT_STEPS, 1)
     ui["providers"] = build_picker(chosen, picker_rows(handlers.playground.quote(request)))
+    # What signing in with Hugging Face gives, on a Space that asks for it (controls.update fills it in).
+    ui["hf_note"] = gr.HTML(elem_id="hf-note", visible=settings.hf_sign_in)
     gr.HTML(f'<p class="fp-fine" id="prices-note">{render.PRICES_NOTE}</p>')
     with gr.Row(elem_id="actions"):
         ui["generate"] = gr.Button("Generate", variant="primary", size="lg", elem_id="generate", scale=4)

@@ -21,7 +21,10 @@ from ..quotes import Quote
 
 __all__ = ["build_picker", "build_select", "picker_rows"]
 
-_READY_CLASS = {"server key": "ok", "your key": "ok", "demo": "demo", "not configured": "missing"}
+_READY_CLASS = {
+    "server key": "ok", "your key": "ok", "your Hugging Face account": "ok", "demo": "demo",
+    "not configured": "missing",
+}  # fmt: skip
 #: "Cheapest 3" picks this many.
 QUICK_COUNT = 3
 
@@ -106,6 +109,12 @@ def _row(q: Quote) -> dict[str, Any]:
     if q.readiness == "not configured":
         ready = "needs a key"
         ready_title = f"Set {', '.join(q.missing)} on the server, or paste your own key below."
+    elif q.readiness == "your Hugging Face account":
+        ready = "your HF account"
+        ready_title = (
+            "Ready with your Hugging Face account: runs through Hugging Face, billed to your Hugging Face "
+            "credits, not to this Space."
+        )
     why = f"Cannot take these settings: {'; '.join(q.problems)}." if q.problems else ""
     return {
         "id": escape(q.provider, quote=True),

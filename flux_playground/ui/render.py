@@ -22,6 +22,7 @@ __all__ = [
     "empty_history_html",
     "empty_results_html",
     "header_html",
+    "hf_note_html",
     "keys_note_html",
     "history_count_html",
     "image_caption",
@@ -97,6 +98,26 @@ PRICES_NOTE = (
     "Estimated before you pay, at these settings (≈: our reading of the provider's published figures). "
     "Each image shows the real charge when the provider reports it. Hover a price for its source."
 )
+
+
+def hf_note_html(signed_in: bool, labels: Sequence[str]) -> str:
+    """Near the picker, on a Space that asks for the Inference Providers permission: what signing in
+    with Hugging Face gives (signed out), or what it does now (signed in). Empty when it gives nothing."""
+    if not labels:
+        return ""
+    names = escape(", ".join(labels[:-1]) + (" and " if len(labels) > 1 else "") + labels[-1])
+    if signed_in:
+        text = (
+            f"Signed in with Hugging Face: {names} run through Hugging Face on your own Hugging Face "
+            'credits (<a href="https://huggingface.co/settings/billing" target="_blank" '
+            'rel="noopener noreferrer">top up</a>); your token is used for your runs only, never kept.'
+        )
+    else:
+        text = (
+            f"<b>Sign in with Hugging Face</b> to run {names} on your own Hugging Face credits: no key "
+            "needed, billed to your Hugging Face account, not to this Space."
+        )
+    return f'<p class="fp-fine" id="hf-note-text">{text}</p>'
 
 
 def _usd(value: Decimal | None) -> str:

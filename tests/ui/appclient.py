@@ -130,15 +130,22 @@ class ApiAnswer:
 
 
 def call_api(
-    url: str, api_name: str, data: list[Any], *, timeout: float = 60.0, client: httpx.Client | None = None
+    url: str,
+    api_name: str,
+    data: list[Any],
+    *,
+    timeout: float = 60.0,
+    client: httpx.Client | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> ApiAnswer:
-    """One call of a public endpoint through /gradio_api/call/<name> and its SSE stream."""
+    """One call of a public endpoint through /gradio_api/call/<name> and its SSE stream; `extra` adds
+    fields to the body beside `data` (gradio_client's `oauth_token`)."""
     http = client or httpx.Client(timeout=timeout)
     try:
         # json.dumps, not httpx's encoder: NaN and Infinity are sent as a raw caller could send them.
         posted = http.post(
             f"{url.rstrip('/')}/gradio_api/call/{api_name}",
-            content=json.dumps({"data": data}),
+            content=json.dumps({"data": data, **(extra or {})}),
             headers={"content-type": "application/json"},
         )
         if posted.status_code != 200:
@@ -180,14 +187,16 @@ def run_page_event(
     timeout: float = 60.0,
     session_hash: str | None = None,
     sink: list[str] | None = None,
+    cookies: dict[str, str] | None = None,
 ) -> PageRun:
     """Start one of the page's (private) events through the queue, exactly as the page does.
 
-    `sink` receives every streamed message as it arrives (to see what a client got before a crash).
+    `sink` receives every streamed message as it arrives (to see what a client got before a crash);
+    `cookies` are the browser's (a signed-in session).
     """
     session = session_hash or secrets.token_hex(8)
     base = url.rstrip("/")
-    with httpx.Client(timeout=timeout) as http:
+    with httpx.Client(timeout=timeout, cookies=cookies) as http:
         # json.dumps, not httpx's encoder: escaped as any browser sends it (NaN and lone surrogates too).
         joined = http.post(
             f"{base}/gradio_api/queue/join",
