@@ -153,6 +153,7 @@ async def _generate(args: argparse.Namespace, settings: Settings) -> dict[str, o
         "estimated_cost_usd": _number(result.estimated_cost_usd),
         "reported_cost_usd": _number(result.reported_cost_usd),
         "latency_s": round(result.latency_s, 3),
+        "shortfall": result.shortfall,
     }
 
 

@@ -212,3 +212,5 @@ class GenerationResult(BaseModel):
     timings: dict[str, float] = Field(default_factory=dict)
     provider_request_id: str | None = None
     remaining_credits: str | None = None
+    #: Set when some of the calls a request took failed (parts.py): what is missing, and why.
+    shortfall: str | None = None

@@ -17,6 +17,7 @@ from typing import Literal
 from .errors import ConfigurationError
 from .hf_router import choose_route
 from .models import GenerationRequest
+from .parts import calls_for
 from .pricing import PriceRule, format_usd
 from .providers import PROVIDERS, Provider
 from .settings import Settings
@@ -104,7 +105,10 @@ def quote_one(
     shaped = provider.shape(request, settings)
     problems: list[str] = []
     nearest = None
-    for problem in caps.problems(shaped):
+    calls = calls_for(shaped.num_images, caps.max_images)
+    if len(calls) > 1:  # the backend makes as many calls as it takes (parts.py)
+        notes = (f"{len(calls)} calls of {caps.max_images} image{'s' if caps.max_images > 1 else ''}", *notes)
+    for problem in caps.problems(shaped.model_copy(update={"num_images": calls[0]})):
         if problem.field in ("width", "height"):
             nearest = caps.nearest_size(request.width, request.height)
         else:

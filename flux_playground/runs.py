@@ -375,6 +375,8 @@ def summarize(snapshot: RunSnapshot, files: Mapping[str, Sequence[str]]) -> dict
                 "estimated_cost_usd": _money(result.estimated_cost_usd),
                 "reported_cost_usd": _money(result.reported_cost_usd),
                 "error": None,
+                # Some of its calls failed (parts.py): which images are missing, and why.
+                "shortfall": result.shortfall,
             }
         else:
             entry["error"] = slot.error

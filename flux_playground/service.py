@@ -41,6 +41,7 @@ from .images import (
 )
 from .limits import Guard
 from .models import GeneratedImage, GenerationRequest, GenerationResult, Stage
+from .parts import combine, part_requests
 from .providers import CallContext, OutputItem, Provider, ProviderOutput, get_provider
 from .providers._contract import SeenAnswer
 from .quotes import Quote, quote
@@ -183,11 +184,33 @@ class Playground:
     ) -> GenerationResult:
         """One provider's part of a run (runs.py calls it; the guard has admitted the run): the
         request shaped for the provider, checked, sent, and its images made into PNGs. `via="hf"`:
-        through Hugging Face's router, `api_key` being the person's Hugging Face token."""
+        through Hugging Face's router, `api_key` being the person's Hugging Face token. More images
+        than the provider makes per call take several calls at once (parts.py)."""
         chosen = get_provider(provider)
         if via == "hf":
             chosen = through_router(chosen)
         request = chosen.shape(resolve_seed(request), self.settings)
+        parts = part_requests(request, chosen.get_capabilities(self.settings).max_images)
+        if len(parts) == 1:
+            return await self._call_once(chosen, request, api_key, on_progress)
+        for part in parts:
+            chosen.validate(part, self.settings)  # all of them before any is sent
+        outcomes = await asyncio.gather(
+            *(self._call_once(chosen, part, api_key, on_progress) for part in parts), return_exceptions=True
+        )
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException) and not isinstance(outcome, PlaygroundError):
+                raise outcome
+        estimates = [chosen.estimate(part, self.settings) for part in parts]
+        return combine(request, outcomes, estimates)  # type: ignore[arg-type]
+
+    async def _call_once(
+        self,
+        chosen: Provider,
+        request: GenerationRequest,
+        api_key: SecretStr | None,
+        on_progress: ProgressCallback | None,
+    ) -> GenerationResult:
         chosen.validate(request, self.settings)
         key = chosen.resolve_key(self.settings, api_key)
         call = chosen.build_call(request, key, self.settings)

@@ -211,6 +211,7 @@ def test_api_callers_bring_their_own_token(space: Space) -> None:
     assert summary["providers"]["together"] | {"files": [], "latency_s": 0} == {
         "label": "Together AI via Hugging Face", "via": "hf", "ok": True, "seed": 5, "images": 1, "files": [],
         "latency_s": 0, "estimated_cost_usd": "0.0027", "reported_cost_usd": None, "error": None,
+        "shortfall": None,
     }  # fmt: skip
     assert (summary["providers"]["fal"]["via"], summary["providers"]["fal"]["ok"]) == ("hf", True)
     assert sorted(c["token_sha256"] for c in space.router_calls({"an api fox"})) == [fingerprint(token)] * 2

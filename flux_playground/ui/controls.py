@@ -18,7 +18,7 @@ import gradio as gr
 from pydantic import ValidationError
 
 from ..hf_router import account_providers
-from ..models import GenerationRequest
+from ..models import Capabilities, GenerationRequest
 from ..providers import PROVIDERS
 from ..quotes import Quote
 from ..service import Playground
@@ -27,7 +27,7 @@ from . import values as raw
 from .form import Form
 from .identity import hf_token
 from .picker import picker_rows
-from .presets import CUSTOM, IMAGE_LIMITS, PRESETS, describe_size, preset_for, swapped_preset
+from .presets import CUSTOM, PRESETS, describe_size, preset_for, swapped_preset
 from .updates import ordered
 
 __all__ = ["CONTROL_OUTPUTS", "Controls", "generate_label", "pricing_request"]
@@ -92,6 +92,11 @@ def _nearest_button(size: tuple[int, int] | None) -> Any:
     return gr.update(visible=True, value=f"Use {size[0]} × {size[1]}")
 
 
+def _per_call(capabilities: dict[str, Capabilities], names: list[str]) -> str:
+    sizes = {capabilities[name].max_images for name in names}
+    return "image" if sizes == {1} else "few images"
+
+
 def _who(names: Sequence[str]) -> str:
     return ", ".join(PROVIDERS[name].label for name in names)
 
@@ -121,11 +126,12 @@ class Controls:
         if no_steps:
             verb = "does" if len(no_steps) == 1 else "do"
             steps_label = f"Steps — {_who(no_steps)} {verb} not take steps"
-        capped = [name for name in chosen if capabilities[name].max_images < IMAGE_LIMITS[1]]
+        # Asked for more than they make per call, they get several calls (parts.py), priced as such.
+        wanted = request.num_images if request is not None else 1
+        split = [name for name in chosen if capabilities[name].max_images < wanted]
         images_label = "Images per provider"
-        if capped:
-            limits = ", ".join(f"{PROVIDERS[n].label} {capabilities[n].max_images}" for n in capped)
-            images_label += f" — at most: {limits}"
+        if split:
+            images_label += f" — {_who(split)}: one call per {_per_call(capabilities, split)}"
         values: dict[str, Any] = {
             "num_images": gr.update(label=images_label),
             "providers": gr.update(rows=picker_rows(quotes)),

@@ -185,7 +185,8 @@ def caption_html(
     if made and made != asked:
         size += f" (asked {asked[0]}\u00a0×\u00a0{asked[1]})"
     caption = result_caption(result, seed, approximate=approximate, demo=demo)
-    extra = f'<p class="fp-warn">{escape(note)}</p>' if note else ""
+    warnings = [text for text in (result.shortfall, note) if text]
+    extra = "".join(f'<p class="fp-warn">{escape(text)}</p>' for text in warnings)
     return (
         f'<div class="fp-slot-caption"><p class="fp-caption">{escape(caption)}</p>'
         f'<p class="fp-sub">{count} image{"s" if count != 1 else ""} · {size}</p>{extra}</div>'

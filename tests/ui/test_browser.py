@@ -561,3 +561,22 @@ def test_on_a_phone_in_demo_mode_the_banner_leaves_the_first_screen_to_the_promp
         assert box["y"] + box["height"] <= 0.25 * 844, box  # header and banner: a quarter at most
         assert generate_box["y"] + generate_box["height"] <= 0.6 * 844, generate_box
         page.context.close()
+
+
+def test_a_one_image_provider_makes_as_many_calls_as_images_asked(
+    browser: Browser, launched: tuple[Launched, EmulatorServer]
+) -> None:
+    """Found: with 2 images per provider Segmind was blocked (it makes one per call) yet still counted."""
+    page = open_page(browser, launched)
+    choose(page, ["deepinfra", "segmind"])
+    open_advanced(page)
+    set_slider(page, "num-images", 2)
+    expect(page.locator("#num-images")).to_contain_text("Segmind: one call per image")
+    segmind = page.locator("#providers .fp-row[data-provider=segmind]")
+    expect(segmind).not_to_have_class(re.compile("blocked"))
+    expect(page.locator("#generate")).to_have_text(re.compile(r"Generate · ≈ \$[\d.]+$"))
+    page.fill("#prompt textarea", "two foxes")
+    page.click("#generate")
+    for name in ("deepinfra", "segmind"):
+        expect(page.locator(f"#result-{name} .fp-images img")).to_have_count(2)
+    page.context.close()
