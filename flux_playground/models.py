@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import InvalidRequest
+from .route_models import RouteReport
 
 __all__ = [
     "MAX_SEED",
@@ -212,3 +213,5 @@ class GenerationResult(BaseModel):
     timings: dict[str, float] = Field(default_factory=dict)
     provider_request_id: str | None = None
     remaining_credits: str | None = None
+    #: Set when the automatic route chose the provider: what it tried and why (route.py).
+    route: RouteReport | None = None
