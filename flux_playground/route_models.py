@@ -25,6 +25,8 @@ AttemptOutcome = Literal["served", "failed", "not tried"]
 _PREFERENCES: tuple[Preference, ...] = ("cheapest", "fastest")
 #: A ceiling above this is a typo, not a budget: one FLUX.1 [schnell] run costs well under a cent.
 _MAX_CEILING_USD = Decimal(100)
+#: "auto:cheapest:0.0035" is 21 characters; anything much longer is not a route.
+_MAX_TOKEN = 40
 _TOKEN_EXAMPLE = '"auto", "auto:fastest" or "auto:cheapest:0.004" (a price ceiling in USD)'
 
 
@@ -45,8 +47,13 @@ class AutoRoute(BaseModel):
     def parse(cls, token: str) -> AutoRoute:
         """`auto`, `auto:<cheapest|fastest>` or `auto:<cheapest|fastest>:<USD>`; InvalidRequest in
         words for anything else."""
-        parts = token.split(":")
-        if parts[0] != AUTO or len(parts) > 3 or (len(parts) > 1 and parts[1] not in _PREFERENCES):
+        parts = token[:_MAX_TOKEN].split(":")
+        if (
+            len(token) > _MAX_TOKEN
+            or parts[0] != AUTO
+            or len(parts) > 3
+            or (len(parts) > 1 and parts[1] not in _PREFERENCES)
+        ):
             raise InvalidRequest(f"{token[:40]!r} is not an automatic route; write {_TOKEN_EXAMPLE}.")
         prefer: Preference = "fastest" if len(parts) > 1 and parts[1] == "fastest" else "cheapest"
         return cls(prefer=prefer, max_cost_usd=parse_ceiling(parts[2]) if len(parts) == 3 else None)

@@ -387,7 +387,7 @@ async def _reserve(admission: Admission, extra: Mapping[str, Decimal | None]) ->
         for name, cost in extra.items():
             await asyncio.to_thread(admission.reserve, name, cost)
     except LimitExceeded as exc:
-        return exc.message
+        return f"the spend limits stop it there: {exc.message}"
     except Exception:
         log.exception("Could not reserve the spend of a route's next provider")
         return "the spend ledger could not be checked."

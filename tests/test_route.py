@@ -65,6 +65,12 @@ def test_tokens_and_their_words() -> None:
         with pytest.raises(InvalidRequest) as info:
             check_providers([token])
         assert info.value.message.startswith(words)
+    with pytest.raises(InvalidRequest) as info:  # hostile length: refused unread, quoted 40 characters long
+        check_providers(["auto:cheapest:0." + "1" * 100_000])
+    assert info.value.message == (
+        f'{"auto:cheapest:0." + "1" * 24!r} is not an automatic route; write "auto", "auto:fastest" or '
+        '"auto:cheapest:0.004" (a price ceiling in USD).'
+    )
     with pytest.raises(InvalidRequest, match="Ask for one automatic route per run"):
         check_providers(["auto", "auto:fastest"])
 
@@ -251,7 +257,8 @@ async def test_a_fallback_that_would_pass_a_cap_is_not_tried(server: EmulatorSer
         with pytest.raises(RouteFailed) as info:
             await playground.generate(REQUEST, "auto", person="ip:1.2.3.4")
     assert posts(server) == {"cloudflare": 1}
-    assert "Runware was next, but This app's daily budget ($0.001) would be passed" in info.value.message
+    stopped = "Runware was next, but the spend limits stop it there: This app's daily budget ($0.001) would"
+    assert stopped + " be passed" in info.value.message
     assert guard.spent_today() == Decimal(0)
 
 
