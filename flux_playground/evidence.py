@@ -11,10 +11,11 @@ its own. A row holds nothing that points to a person: no prompt, no owner, no ad
 request id, and the time only to the minute. Demo-mode rows are flagged and never mixed with real ones.
 
 Bounded: a row older than the window, or beyond the newest `MAX_RUNS` of its provider, size class and
-mode, is never read again and is deleted as rows come in, so the file stays under a few thousand rows
-however busy the app is. Rows are written on one background thread, so the event loop never waits
-for SQLite; if that thread falls behind by `MAX_PENDING` rows, new ones are dropped (the figures are a
-sample). A row that cannot be written is logged in one line and forgotten: statistics never fail a run.
+mode, is never read again and is deleted as rows come in, so the file holds at most MAX_RUNS rows per
+provider, size class and mode (about 11 000 rows, 1.1 MB) however busy the app is. Rows are
+written on one background thread, so the event loop never waits for SQLite; if that thread falls
+behind by `MAX_PENDING` rows, new ones are dropped (the figures are a sample). A row that cannot be
+written is logged in one line and forgotten: statistics never fail a run.
 """
 
 from __future__ import annotations

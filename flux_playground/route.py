@@ -11,6 +11,10 @@ this app's recent runs at that size class (stats.py), providers without enough r
 by price. runs.run sends the request to the first; if it fails *before accepting the job* (nothing
 billed: a refused key, no credit, 429, a 5xx on the submit, a refused connection) it goes on to the
 next, at most twice. A failure after acceptance may have been billed: it ends the route.
+
+"fastest" ranks by the p50 of successful runs only (a provider that often fails is still ranked by how
+fast it answers when it does; the fallback covers its refusals), and a provider with fewer than
+MIN_RUNS recent runs ranks after every measured one: runs people name, and "cheapest", fill its figures.
 """
 
 from __future__ import annotations
