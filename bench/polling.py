@@ -6,6 +6,12 @@ second job on the learned job time shapes the schedule; the first job is reporte
 Beside it, in the same run and against the same emulator, the loop from Atlas's sample code:
 `while True: GET; if done: break; sleep(2)`.
 
+Cold start (`cold_start`): the first job of a fresh process (a restart, every CLI call), before and
+after the statistics. "Before": a Playground over an empty data directory, so nothing is known and
+polling starts at 0.25 s growing to 1 s. It then runs a few more jobs, which are recorded
+(evidence.py); "after": a new Playground over the same directory, whose first job's polling starts
+from the recorded job times. Both in every round, against the same emulator.
+
     python -m bench.polling [--quick]
 """
 
@@ -82,28 +88,54 @@ def _figures(jobs: list[dict[str, Any]], side: str, label: str, job_s: float) ->
     }
 
 
+def _cold_start(jobs: list[dict[str, Any]], job_s: float, rounds: int) -> dict[str, Any]:
+    def side(label: str) -> dict[str, Any]:
+        mine = [j for j in jobs if j["prompt"].startswith(f"bench-ours-{label}-")]
+        delays = [float(j["notice_delay"]) for j in mine if j["notice_delay"] is not None]
+        return {**summary_ms(delays), "polls_max": max((int(j["polls"]) for j in mine), default=None)}
+
+    return {"job_s": job_s, "rounds": rounds, "before": side("cold"), "after": side("seeded")}
+
+
+async def _cold_rounds(emulator: EmulatorProcess, job_s: float, rounds: int) -> None:
+    """Each round: a fresh data directory; a process's first job (nothing recorded), two more jobs
+    (recorded), then a new process's first job (the recorded job times read as it starts)."""
+    for n in range(rounds):
+        with temp_dir(f"bench-cold-{n}-") as data:
+            settings = settings_for(emulator, data)
+            async with Playground(settings) as playground:
+                await _ours(playground, f"cold-r{n}", job_s, 1)
+                await _ours(playground, f"warm-r{n}", job_s, 2)
+            async with Playground(settings) as playground:  # the one above is closed: its rows written
+                await _ours(playground, f"seeded-r{n}", job_s, 1)
+
+
 async def _main(quick: bool) -> dict[str, Any]:
     # (label, job seconds, jobs through the Playground, jobs with the sample loop)
     cases = (
         [("short", 0.2, 3, 1), ("long", 0.5, 3, 1)] if quick else [("short", 1.0, 9, 4), ("long", 10.0, 5, 3)]
     )
+    cold_job_s, rounds = (0.5, 1) if quick else (1.0, 5)
     figures: dict[str, Any] = {"ours": {}, "sample_code": {}}
-    with EmulatorProcess(0.05) as emulator, temp_dir("bench-poll-") as data:
-        settings = settings_for(emulator, data)
+    with EmulatorProcess(0.05) as emulator:
         base = emulator.base_urls["atlascloud"]
         async with httpx.AsyncClient(trust_env=False, timeout=30.0) as client:
             for label, job_s, ours, sample in cases:
-                # A fresh Playground per case: its first job has no learned expectation.
-                async with Playground(settings) as playground:
-                    # Both sides at once: they share nothing but the emulator, and the run is shorter.
-                    await asyncio.gather(
-                        _ours(playground, label, job_s, ours),
-                        _sample_code(client, base, label, job_s, sample),
-                    )
+                # A fresh Playground over a fresh data directory per case: its first job has no
+                # learned or recorded expectation (the cold start with statistics is measured below).
+                with temp_dir("bench-poll-") as data:
+                    async with Playground(settings_for(emulator, data)) as playground:
+                        # Both sides at once: they share nothing but the emulator; the run is shorter.
+                        await asyncio.gather(
+                            _ours(playground, label, job_s, ours),
+                            _sample_code(client, base, label, job_s, sample),
+                        )
+        await _cold_rounds(emulator, cold_job_s, rounds)
         jobs = emulator.jobs()
     for label, job_s, _ours_n, _sample_n in cases:
         figures["ours"][label] = _figures(jobs, "ours", label, job_s)
         figures["sample_code"][label] = _figures(jobs, "sample", label, job_s)
+    figures["cold_start"] = _cold_start(jobs, cold_job_s, rounds)
     return figures
 
 

@@ -140,6 +140,22 @@ def _rows_polling(f: dict[str, Any]) -> list[Row]:
                 f"sample code: {sample['all_jobs']['polls_max']}",
             )
         )
+    if "cold_start" in f:  # since the statistics: a fresh process's first job, before and after them
+        cold = f["cold_start"]
+        before, after = cold["before"], cold["after"]
+        out.append(
+            Row(
+                "3 Atlas polling",
+                f"{cold['job_s']:g} s jobs, a fresh process's first job with recorded runs, "
+                f"notice delay p50 / max (polls max)",
+                "–",
+                f"{_ms(after['p50_ms'])} / {_ms(after['max_ms'])} ({after['polls_max']})",
+                None,
+                "",
+                f"without recorded runs: {_ms(before['p50_ms'])} / {_ms(before['max_ms'])} "
+                f"({before['polls_max']})",
+            )
+        )
     return out
 
 

@@ -1,4 +1,4 @@
-"""Command line: `python -m flux_playground generate|prices|providers|check`.
+"""Command line: `python -m flux_playground generate|prices|providers|check|stats`.
 
 Providers, their choices and their variables come from the registry (providers/__init__.py).
 
@@ -24,8 +24,10 @@ from .live_check_text import plan_text, report_text
 from .models import GenerationRequest, parse_request
 from .providers import PROVIDERS, check_configuration
 from .quotes import describe_providers, price_rows, quote
+from .route_models import AUTO, AutoRoute, parse_ceiling
 from .service import Playground
 from .settings import Settings
+from .stats import Stats, percent, stats
 
 __all__ = ["main"]
 
@@ -68,7 +70,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     generate = commands.add_parser("generate", help="Generate images and save them as PNGs.")
     generate.add_argument("prompt", help=_help("prompt"))
-    generate.add_argument("--provider", required=True, choices=list(PROVIDERS))
+    generate.add_argument(
+        "--provider",
+        required=True,
+        choices=[*PROVIDERS, AUTO],
+        help="A provider, or auto: the best ready one (see --prefer, --max-cost); if it refuses the job "
+        "before accepting it (nothing billed), the next one, at most twice.",
+    )
+    generate.add_argument(
+        "--prefer",
+        choices=["cheapest", "fastest"],
+        help="With --provider auto: the cheapest (default), or the fastest by this app's recent runs.",
+    )
+    generate.add_argument(
+        "--max-cost", dest="max_cost", help="With --provider auto: at most this many USD a run."
+    )
     generate.add_argument(
         "--via",
         choices=["direct", "hf"],
@@ -114,6 +130,10 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="Run each provider twice with the same seed and compare the images (twice the cost).",
     )
+    figures = commands.add_parser(
+        "stats", help="How fast and how reliably each provider answered this app's recent runs."
+    )
+    figures.add_argument("--json", action="store_true", help="Print JSON instead of a table.")
     return parser
 
 
@@ -123,12 +143,23 @@ def _request_fields(args: argparse.Namespace, prompt: str) -> dict[str, object]:
     return {"prompt": prompt, **fields}
 
 
+def _provider(args: argparse.Namespace) -> str:
+    """The provider asked for, or the automatic route's token with its preference and ceiling."""
+    if args.provider != AUTO:
+        if args.prefer is not None or args.max_cost is not None:
+            raise InvalidRequest("--prefer and --max-cost go with --provider auto.")
+        return str(args.provider)
+    ceiling = None if args.max_cost is None else parse_ceiling(args.max_cost)
+    return AutoRoute(prefer=args.prefer or "cheapest", max_cost_usd=ceiling).token
+
+
 async def _generate(args: argparse.Namespace, settings: Settings) -> dict[str, object]:
     request = parse_request(_request_fields(args, args.prompt))
+    provider = _provider(args)
     # Read only when asked for: a Hugging Face login on this machine is never used unasked.
     token = local_token() if args.via == "hf" else None
     async with Playground(settings) as playground:
-        result = await playground.generate(request, args.provider, person="cli", via=args.via, hf_token=token)
+        result = await playground.generate(request, provider, person="cli", via=args.via, hf_token=token)
     args.out.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     files = []
@@ -154,6 +185,8 @@ async def _generate(args: argparse.Namespace, settings: Settings) -> dict[str, o
         "reported_cost_usd": _number(result.reported_cost_usd),
         "latency_s": round(result.latency_s, 3),
         "shortfall": result.shortfall,
+        # --provider auto: which provider served it, what was tried on the way, and why.
+        **({"route": result.route.model_dump(mode="json")} if result.route is not None else {}),
     }
 
 
@@ -214,6 +247,44 @@ def _providers(settings: Settings) -> str:
     return json.dumps(describe_providers(settings), indent=2)
 
 
+def _stats(args: argparse.Namespace, settings: Settings) -> str:
+    report = stats(settings)
+    return report.model_dump_json(indent=2) if args.json else stats_table(report, settings)
+
+
+def stats_table(report: Stats, settings: Settings) -> str:
+    """The statistics as a table: a row per provider and size class with runs; "–" below MIN_RUNS."""
+    kind = "demo" if report.demo else "real"
+    head = (
+        f"Provider statistics from this app's own {kind} runs (the last {report.window_days:g} days, "
+        f"at most {report.max_runs} runs per provider and size):"
+    )
+    measured = [s for s in report.providers if s.runs]
+    if not measured:
+        where = f"No runs recorded yet in {settings.data_dir.resolve()}"
+        return f"{head}\n\n{where}: every run this app makes (page, API, MCP, CLI) adds one."
+    width = max(len(s.label) for s in measured) + 2
+    columns = (
+        f"  {'Provider':<{width}}{'Size':<10}{'Runs':>5}  {'p50':>7}  {'p95':>7}  {'OK':>6}  Last failure"
+    )
+    lines = [head, "", columns]
+    for s in measured:
+        p50 = "–" if s.p50_s is None else f"{s.p50_s:.1f} s"
+        p95 = "–" if s.p95_s is None else f"{s.p95_s:.1f} s"
+        ok = percent(s.success_rate) if s.enough and s.success_rate is not None else "–"
+        failure = (
+            "–"
+            if s.last_failure is None
+            else f"{s.last_failure.kind}, {s.last_failure.at:%Y-%m-%d %H:%M} UTC"
+        )
+        lines.append(f"  {s.label:<{width}}{s.size:<10}{s.runs:>5}  {p50:>7}  {p95:>7}  {ok:>6}  {failure}")
+    lines += ["", f"Figures need {report.min_runs} runs; below that they show as –."]
+    idle = [p.label for name, p in PROVIDERS.items() if not any(s.provider == name for s in measured)]
+    if idle:
+        lines.append(f"No runs yet: {', '.join(idle)}.")
+    return "\n".join(lines)
+
+
 def _number(value: object) -> float | None:
     return None if value is None else float(str(value))
 
@@ -239,6 +310,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(_prices(args, settings))
             elif args.command == "check":
                 return _check(args, settings)
+            elif args.command == "stats":
+                print(_stats(args, settings))
             else:
                 print(_providers(settings))
         except (InvalidRequest, ConfigurationError) as exc:

@@ -5,6 +5,7 @@
       ConfigurationError            missing key, unknown provider, bad setting; names the variable to set
         MissingKey
       LimitExceeded                 the owner's spend caps or rate limits refused the run before any call
+      RouteFailed                   no provider an automatic route tried gave an image (route.py)
       ProviderError                 anything a provider did; carries the provider's name
         AuthenticationFailed        401/403: the key is wrong or expired
         InsufficientCredits         Atlas 402, Segmind 406: top up
@@ -34,6 +35,7 @@ __all__ = [
     "ProviderFailed",
     "ProviderTimeout",
     "RateLimited",
+    "RouteFailed",
 ]
 
 
@@ -90,6 +92,10 @@ class MissingKey(ConfigurationError):
 
 class LimitExceeded(PlaygroundError):
     """A spend cap or rate limit of this app refused the run before any provider was called."""
+
+
+class RouteFailed(PlaygroundError):
+    """An automatic route ended without an image; the message has each provider's words."""
 
 
 class ProviderError(PlaygroundError):

@@ -59,7 +59,16 @@ class Admission:
     """A run let through: settle each provider's share as its outcome arrives."""
 
     _guard: Guard
+    _person: str = ""
     _reservations: dict[str, str] = field(default_factory=dict)
+
+    def reserve(self, provider: str, cost: Decimal | None) -> None:
+        """Reserve one more provider's estimate inside this run (an automatic route's next choice,
+        after the previous one was settled): the caps are checked again with everything spent and
+        reserved so far, the request rate is not counted again. LimitExceeded when a cap would be
+        passed. Blocking (SQLite): call it from a worker thread."""
+        if self._guard.keeps_ledger:
+            self._reservations.update(self._guard._reserve_more(self._person, {provider: cost}))
 
     def settle(self, provider: str, *, cost: Decimal | None, billed: bool) -> None:
         """Record what `provider` really cost: the reported or estimated cost, or 0 if not billed."""
@@ -109,7 +118,7 @@ class Guard:
                 "This exact request is already running (a double click?). Wait for it to finish."
             )
         self._running.add(fingerprint)
-        admission = Admission(self)
+        admission = Admission(self, person)
         try:
             if self.keeps_ledger:
                 admission._reservations = await asyncio.to_thread(self._admit, person, charges)
@@ -166,6 +175,10 @@ class Guard:
         with self._lock, transaction(self._conn) as conn:
             self._count_rate(conn, who, now)
             return self._reserve(conn, who, charges) if charges else {}
+
+    def _reserve_more(self, person: str, charges: Mapping[str, Decimal | None]) -> dict[str, str]:
+        with self._lock, transaction(self._conn) as conn:
+            return self._reserve(conn, _person_key(person), charges)
 
     def _count_rate(self, conn: sqlite3.Connection, who: str, now: float) -> None:
         limit = self.settings.per_user_requests_per_minute

@@ -1,8 +1,10 @@
 """The playground as MCP tools, over streamable HTTP at /gradio_api/mcp/ (the mcp SDK, no Gradio).
 
-    generate    run a prompt at one or more providers: the images (as image content) and a summary
+    generate    run a prompt at one or more providers, or "auto": the images (as image content) and a
+                summary (for auto: which provider served it, what was tried and why)
     prices      what one run would cost at every provider, and whether each can run it now
     providers   what each provider honours (sizes, steps, seed) and whether it is ready
+    stats       how fast and how reliably each provider answered this app's recent runs
 
 Served by the page's server behind its gate (ui/gate.py), which decides who the caller is: the tools
 run in the request of the MCP client itself, so the spend limits count the real client, never an
@@ -33,6 +35,7 @@ from .images import make_thumbnail
 from .models import GenerationRequest, GenerationResult
 from .providers import PROVIDERS
 from .quotes import describe_providers, price_rows
+from .route_models import AUTO, AutoRoute, Preference, parse_ceiling
 from .runs import build_request, check_providers, summarize
 from .service import Playground
 
@@ -117,7 +120,10 @@ def _name_the_providers(schema: dict[str, Any]) -> None:
     """Called when the tool's schema is built (create_mcp), so every provider registered by then is
     named in it."""
     names = json.dumps(list(PROVIDERS))
-    schema["description"] = f"Provider ids to run at, all at once: one or more of {names}."
+    schema["description"] = (
+        f'Provider ids to run at, all at once: one or more of {names}, or "auto": the best ready provider '
+        "(see prefer and max_cost_usd), and if it refuses the job before accepting it, the next one."
+    )
 
 
 _PROVIDERS_FIELD = Field(
@@ -143,16 +149,21 @@ def _tools(server: FastMCP, playground: Playground, publish: Publish) -> None:
         seed: Annotated[int | None, _field("seed")] = None,
         num_images: Annotated[int, _field("num_images")] = 1,
         via: Annotated[Literal["direct", "hf"] | None, _VIA_FIELD] = None,
+        prefer: Annotated[Preference, _PREFER_FIELD] = "cheapest",
+        max_cost_usd: Annotated[float | None, _CEILING_FIELD] = None,
     ) -> list[TextContent | ImageContent]:
-        """Generate images with FLUX.1 [schnell] at one or more hosted providers at once.
+        """Generate images with FLUX.1 [schnell] at one or more hosted providers at once, or at the
+        best ready one ("auto": the cheapest, or the fastest by this app's recent runs, under an
+        optional price ceiling).
 
         Every provider gets the same prompt and seed. Returns a JSON summary (per provider: seed,
         latency, estimated and reported cost, whether it ran through Hugging Face, the URLs of the full
-        PNGs, or the error) and each image as image content (a WebP preview; the PNG at its URL
-        carries the parameters).
+        PNGs, or the error; for "auto" also the provider that served it and the route: what was tried
+        and why) and each image as image content (a WebP preview; the PNG at its URL carries the
+        parameters).
         """
         try:
-            names = check_providers(providers)
+            names = check_providers(_with_route(providers, prefer, max_cost_usd))
             request = build_request(prompt, width, height, steps, seed, num_images, None, None)
             last = None
             runs = playground.run(
@@ -198,6 +209,16 @@ def _tools(server: FastMCP, playground: Playground, publish: Publish) -> None:
         return [TextContent(type="text", text=json.dumps({"prices": rows}, indent=1))]
 
     @server.tool(structured_output=False)
+    async def stats() -> list[TextContent]:
+        """How fast and how reliably each provider answered this app's own recent runs (the last 7
+        days, at most 200 runs each), per size class (≤ 0.3 MP, ≤ 1.1 MP, larger): p50 and p95
+        seconds from the call to the saved image, the share of runs that gave an image, the latest
+        failure's kind and time, how many runs the figures rest on, and a one-line summary. Below 5
+        runs a provider has "not enough runs yet". Nothing is generated or billed."""
+        figures = await playground.stats()
+        return [TextContent(type="text", text=figures.model_dump_json(indent=1))]
+
+    @server.tool(structured_output=False)
     async def providers() -> list[TextContent]:
         """Every provider this server offers: its id (for `generate`), label, readiness, price basis
         and what it accepts (sizes, steps, images per run, seed)."""
@@ -206,6 +227,22 @@ def _tools(server: FastMCP, playground: Playground, publish: Publish) -> None:
             name: {k: v for k, v in row.items() if k not in _SERVER_SETUP} for name, row in table.items()
         }
         return [TextContent(type="text", text=json.dumps(shown, indent=1))]
+
+
+_PREFER_FIELD = Field(
+    description='With "auto": "cheapest" (by the estimate) or "fastest" (by the p50 of this app\'s recent '
+    "runs at this size; by price where there are too few)."
+)
+_CEILING_FIELD = Field(description='With "auto": the most one run may cost, in USD, e.g. 0.004.')
+
+
+def _with_route(providers: object, prefer: Preference, max_cost_usd: float | None) -> object:
+    """A bare "auto" among the providers, with the tool's preference and ceiling put in it."""
+    if not isinstance(providers, list) or AUTO not in providers:
+        return providers
+    ceiling = None if max_cost_usd is None else parse_ceiling(max_cost_usd)
+    token = AutoRoute(prefer=prefer, max_cost_usd=ceiling).token
+    return [token if name == AUTO else name for name in providers]
 
 
 #: How the owner configures a provider: not an agent's business.

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import InvalidRequest
+from .route_models import RouteReport
 
 __all__ = [
     "MAX_SEED",
@@ -214,3 +215,5 @@ class GenerationResult(BaseModel):
     remaining_credits: str | None = None
     #: Set when some of the calls a request took failed (parts.py): what is missing, and why.
     shortfall: str | None = None
+    #: Set when the automatic route chose the provider: what it tried and why (route.py).
+    route: RouteReport | None = None

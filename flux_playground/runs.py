@@ -23,7 +23,7 @@ import logging
 import math
 import secrets
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
@@ -31,15 +31,20 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr
 
-from .errors import InvalidRequest, PlaygroundError
+from .errors import InvalidRequest, LimitExceeded, PlaygroundError
 from .hf_router import Via, provider_for, routes_for
 from .models import MAX_SEED, GenerationRequest, GenerationResult, Stage, parse_request
 from .providers import PROVIDERS
+from .route import Plan, follow, plan_route
+from .route_models import AUTO, AutoRoute, RouteReport, is_auto
+from .stats import outcome_row
 
 if TYPE_CHECKING:
+    from .limits import Admission
     from .service import Playground
 
 __all__ = [
+    "AUTO",
     "GENERIC_ERROR",
     "STAGE_WORDS",
     "Outcome",
@@ -51,6 +56,7 @@ __all__ = [
     "image_seed",
     "resolve_seed",
     "run",
+    "slot_name",
     "summarize",
 ]
 
@@ -86,6 +92,8 @@ class Outcome:
     provider: str
     result: GenerationResult | None = None
     error: PlaygroundError | None = None
+    #: For the automatic slot: what the route tried, and which provider served it.
+    route: RouteReport | None = None
 
 
 @dataclass
@@ -103,6 +111,8 @@ class Slot:
     result: GenerationResult | None = None
     error: str | None = None
     failure: PlaygroundError | None = field(default=None, repr=False)
+    #: The automatic slot's route: its plan, then what it tried (route.py).
+    route: RouteReport | None = None
 
     @property
     def finished(self) -> bool:
@@ -174,7 +184,8 @@ def _negative(value: object) -> bool:
 
 
 def check_providers(providers: object) -> list[str]:
-    """The chosen provider names, deduplicated, or InvalidRequest saying what to send instead."""
+    """The chosen provider names, deduplicated, or InvalidRequest saying what to send instead. One
+    of them may be an automatic route: "auto", "auto:fastest", "auto:cheapest:0.004" (route.py)."""
     if isinstance(providers, str):
         providers = [providers]
     if providers is not None and not (
@@ -182,19 +193,30 @@ def check_providers(providers: object) -> list[str]:
     ):
         raise InvalidRequest(
             f'Providers must be a list of provider names, e.g. ["deepinfra"]; choose from: '
-            f"{', '.join(PROVIDERS)}.",
+            f"{', '.join(PROVIDERS)}, or auto.",
             field="providers",
         )
     names = list(dict.fromkeys(providers or []))
     if not names:
         raise InvalidRequest("Choose at least one provider.", field="providers")
-    unknown = [name for name in names if name not in PROVIDERS]
+    unknown = [name for name in names if name not in PROVIDERS and not is_auto(name)]
     if unknown:
         shown = ", ".join(repr(name[:40]) for name in unknown[:3]) + (", …" if len(unknown) > 3 else "")
         raise InvalidRequest(
-            f"Unknown provider {shown}. Choose from: {', '.join(PROVIDERS)}.", field="providers"
+            f"Unknown provider {shown}. Choose from: {', '.join(PROVIDERS)}, or auto (the best ready one).",
+            field="providers",
         )
+    routes = [name for name in names if is_auto(name)]
+    if len(routes) > 1:
+        raise InvalidRequest('Ask for one automatic route per run, e.g. ["auto:fastest"].', field="providers")
+    for name in routes:
+        AutoRoute.parse(name)  # words for a malformed one, before anything runs
     return names
+
+
+def slot_name(name: str) -> str:
+    """The slot a chosen name runs in: its own, or "auto" for any automatic route."""
+    return AUTO if is_auto(name) else name
 
 
 # --- the run -------------------------------------------------------------------------------------------
@@ -250,21 +272,30 @@ async def run(
 
     LimitExceeded or InvalidRequest is raised before the first snapshot, and before any provider is
     called. `tick=None`: a snapshot only when something happened (callers that want the end only).
+    An automatic route ("auto…" among `providers`) runs in the slot "auto": route.py chooses its
+    providers, and it goes on to the next only after a failure that billed nothing.
     """
     names = check_providers(list(providers))
     keys = dict(api_keys or {})
-    routes = routes_for(playground.settings, names, keys, hf_token, via)
+    named = [name for name in names if not is_auto(name)]
+    routes = routes_for(playground.settings, named, keys, hf_token, via)
     # The key each provider gets: the Hugging Face token where it runs through the router.
-    keys = {name: hf_token if routes[name] == "hf" else keys.get(name) for name in names}
+    keys = {**keys, **{name: hf_token if routes[name] == "hf" else keys.get(name) for name in named}}
+    plan = await _plan(playground, request, names, keys)
     async with AsyncExitStack() as stack:
-        charges = charges_for(playground, request, names, keys, routes)
+        charges = charges_for(
+            playground, request, [*named, *plan.candidates[:1]] if plan else named, keys, routes
+        )
         # As sent (seed unresolved): two clicks on "random" are recognised as one request.
         admission = await stack.enter_async_context(playground.guard.admit(person, request, names, charges))
         request = resolve_seed(request)  # once, so every provider gets the same seed
         loop = asyncio.get_running_loop()
         started = time.monotonic()
         slots = {
-            name: Slot(name, provider_for(name, routes[name]).label, started, routes[name]) for name in names
+            slot_name(name): Slot(AUTO, plan.route.label, started, route=plan.report)
+            if plan is not None and is_auto(name)
+            else Slot(name, provider_for(name, routes[name]).label, started, routes[name])
+            for name in names
         }
         events: asyncio.Queue[ProgressEvent | Outcome] = asyncio.Queue()
 
@@ -284,27 +315,60 @@ async def run(
                 estimate, billed = charges[outcome.provider], outcome.error.billed
                 await asyncio.to_thread(admission.settle, outcome.provider, cost=estimate, billed=billed)
 
-        async def one(name: str) -> None:
+        async def attempt(name: str, progress: Callable[[ProgressEvent], None]) -> Outcome:
+            """One provider's call, its spend settled and its outcome recorded for the statistics."""
             try:
                 result = await playground.call(
-                    request, name, api_key=keys.get(name), on_progress=on_progress, via=routes[name]
+                    # An automatic route's providers run directly (route.py chooses among those ready).
+                    request,
+                    name,
+                    api_key=keys.get(name),
+                    on_progress=progress,
+                    via=routes.get(name, "direct"),
                 )
                 outcome = Outcome(name, result=result)
             except PlaygroundError as exc:
                 outcome = Outcome(name, error=exc)
             except Exception:
                 # A bug in one provider's path fails only its slot. Unknown whether it was billed:
-                # left unsettled, the reservation keeps the estimate.
+                # left unsettled, the reservation keeps the estimate (and a route stops here).
                 log.exception("Unexpected failure while generating with %s", name)
-                events.put_nowait(Outcome(name, error=PlaygroundError(GENERIC_ERROR)))
-                return
+                crashed = PlaygroundError(GENERIC_ERROR)
+                crashed.billed = True
+                _record(playground, name, request, Outcome(name, error=crashed), keys)
+                return Outcome(name, error=crashed)
+            _record(playground, name, request, outcome, keys)
             try:
                 await settle(outcome)
             except Exception:  # the ledger failing must not lose the image; the estimate stays
                 log.exception("Could not settle the spend of %s", name)
-            events.put_nowait(outcome)
+            return outcome
 
-        tasks = [asyncio.create_task(one(name)) for name in names]
+        async def one(name: str) -> None:
+            events.put_nowait(await attempt(name, on_progress))
+
+        async def auto(plan: Plan) -> None:
+            """The automatic slot: route.py tries the plan's providers in turn through `attempt`."""
+
+            async def try_one(name: str, label: str) -> Outcome:
+                return await attempt(name, _relabelled(on_progress, label))
+
+            async def reserve(name: str) -> str | None:
+                extra = charges_for(playground, request, [name], keys)
+                why = await _reserve(admission, extra)
+                if why is None:
+                    charges.update(extra)
+                return why
+
+            def announce(text: str) -> None:
+                on_progress(ProgressEvent(AUTO, "submitting", text))
+
+            result, error, report = await follow(plan, try_one, reserve, announce)
+            events.put_nowait(Outcome(AUTO, result=result, error=error, route=report))
+
+        tasks = [asyncio.create_task(one(name)) for name in named]
+        if plan is not None:
+            tasks.append(asyncio.create_task(auto(plan)))
         # One pending get() kept across ticks: cancelling a get() on timeout could drop an event.
         getter: asyncio.Task[ProgressEvent | Outcome] | None = None
         try:
@@ -327,6 +391,65 @@ async def run(
             await asyncio.gather(*tasks, return_exceptions=True)
 
 
+async def _plan(
+    playground: Playground,
+    request: GenerationRequest,
+    names: Sequence[str],
+    keys: Mapping[str, SecretStr | None],
+) -> Plan | None:
+    """The automatic route's plan, if one was asked for (InvalidRequest when no provider qualifies)."""
+    token = next((name for name in names if is_auto(name)), None)
+    if token is None:
+        return None
+    own = [name for name, key in keys.items() if key is not None and key.get_secret_value().strip()]
+    named = [name for name in names if not is_auto(name)]
+    return await plan_route(playground, request, AutoRoute.parse(token), exclude=named, own_keys=own)
+
+
+async def _reserve(admission: Admission, extra: Mapping[str, Decimal | None]) -> str | None:
+    """Reserve a route's next provider; None when done, else why it may not be tried."""
+    try:
+        for name, cost in extra.items():
+            await asyncio.to_thread(admission.reserve, name, cost)
+    except LimitExceeded as exc:
+        return f"the spend limits stop it there: {exc.message}"
+    except Exception:
+        log.exception("Could not reserve the spend of a route's next provider")
+        return "the spend ledger could not be checked."
+    return None
+
+
+def _relabelled(progress: Callable[[ProgressEvent], None], label: str) -> Callable[[ProgressEvent], None]:
+    """A provider's progress, shown in the automatic slot with the provider's name."""
+
+    def report(event: ProgressEvent) -> None:
+        detail = f"{label}: {event.detail}" if event.detail else label
+        progress(ProgressEvent(AUTO, event.stage, detail))
+
+    return report
+
+
+def _record(
+    playground: Playground,
+    name: str,
+    request: GenerationRequest,
+    outcome: Outcome,
+    keys: Mapping[str, SecretStr | None],
+) -> None:
+    """Hand the outcome to the statistics (evidence.py); whatever goes wrong there, the run goes on."""
+    try:
+        key = keys.get(name)
+        own_key = key is not None and bool(key.get_secret_value().strip())
+        row = outcome_row(
+            PROVIDERS[name], request, playground.settings, result=outcome.result, error=outcome.error,
+            own_key=own_key,
+        )  # fmt: skip
+        if row is not None:
+            playground.evidence.submit(row)
+    except Exception as exc:
+        log.warning("Could not record a %s run for the statistics: %s", name, exc)
+
+
 def _copy(slots: dict[str, Slot]) -> dict[str, Slot]:
     # Snapshots are immutable views: later events must not change one already handed out.
     return {name: replace(slot) for name, slot in slots.items()}
@@ -341,6 +464,7 @@ def _apply(slots: dict[str, Slot], item: ProgressEvent | Outcome, now: float) ->
         slot.stage, slot.detail = item.stage, item.detail
         return None
     slot.ended = now
+    slot.route = item.route or slot.route
     if item.result is not None:
         slot.stage, slot.result = "done", item.result
     else:
@@ -380,6 +504,10 @@ def summarize(snapshot: RunSnapshot, files: Mapping[str, Sequence[str]]) -> dict
             }
         else:
             entry["error"] = slot.error
+        if slot.route is not None:
+            # Which provider served the automatic slot (None: none did), what it tried and why.
+            entry["provider"] = slot.result.provider if slot.result is not None else None
+            entry["route"] = slot.route.model_dump(mode="json")
         providers[name] = entry
     return {"seed": snapshot.request.seed, "providers": providers}
 

@@ -24,7 +24,7 @@ EXPECTED: dict[str, set[str]] = {
         "added_1024_p95_ms",
         "profile_1024",
     },
-    "polling": {"ours", "sample_code"},
+    "polling": {"ours", "sample_code", "cold_start"},
     "side_by_side": {
         "generate_many_p50_s",
         "alone_p50_s",

@@ -59,6 +59,9 @@ class Api:
         Args:
             prompt: What the image should show.
             providers: Provider names to run at, e.g. ["deepinfra", "segmind"]; all run concurrently.
+                Or an automatic route: "auto" (the cheapest ready provider), "auto:fastest" (by this
+                app's recent runs), "auto:cheapest:0.004" (at most $0.004 a run); if it refuses the
+                job before accepting it (nothing billed), the next one is tried, at most twice.
             width: Image width in pixels (multiples of 16 work everywhere).
             height: Image height in pixels (multiples of 16 work everywhere).
             steps: Denoising steps, 1 to 4 suits FLUX.1 [schnell]; some providers take no steps.
@@ -68,7 +71,8 @@ class Api:
             scheduler: Scheduler name, only for providers that take one; empty for the default.
 
         Returns:
-            Every image captioned with provider, seed, latency and cost; a JSON summary per provider.
+            Every image captioned with provider, seed, latency and cost; a JSON summary per provider
+            (for "auto": the provider that served it, and the route: what was tried and why).
         """
         try:
             fields = (prompt, providers, width, height, steps, seed, num_images, sampler, scheduler)
@@ -103,7 +107,7 @@ class Api:
                     caption = render.image_caption(
                         slot.result,
                         image_seed(slot.result),
-                        approximate=approximate(name, settings),
+                        approximate=approximate(slot.result.provider, settings),  # "auto": who served
                         demo=settings.demo_mode,
                     )
                     gallery += [(str(path), caption) for path in paths]

@@ -90,7 +90,10 @@ class Generation:
                     saved_any = saved_any or not note
                     values[f"status:{name}"] = render.slot_html(slot, snap.now, snap.request)
                     values[f"caption:{name}"] = render.caption_html(
-                        slot.result, note, approximate=self._approximate(name), demo=self._demo
+                        slot.result,
+                        note,
+                        approximate=self._approximate(slot.result.provider),
+                        demo=self._demo,
                     )
                     values[f"gallery:{name}"] = gr.update(
                         value=[(path, None) for path in paths],

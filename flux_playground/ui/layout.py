@@ -128,7 +128,11 @@ def build_blocks(settings: Settings, handlers: Handlers, *, oauth: bool) -> gr.B
         ui["api_gallery"] = gr.Gallery(visible=False, format="png", label="Images")
         ui["api_summary"] = gr.JSON(visible=False, label="Summary")
         ui["api_trigger"] = gr.Button(visible=False, elem_id="api-generate")
-        ui["api_providers"] = gr.CheckboxGroup(provider_choices(), visible=False, label="Providers")
+        # Any automatic route is taken ("auto:cheapest:0.004"); the two plain ones are listed in the schema.
+        routes = [("Auto: the cheapest ready provider", "auto"), ("Auto: the fastest", "auto:fastest")]
+        ui["api_providers"] = gr.CheckboxGroup(
+            [*provider_choices(), *routes], visible=False, label="Providers"
+        )
 
         def c(*names: str) -> list[Any]:
             return [ui[name] for name in names]
