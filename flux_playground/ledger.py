@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .db import migrate, open_db, transaction
-from .errors import LimitExceeded
+from .errors import ConfigurationError, LimitExceeded
 from .settings import Settings
 
 __all__ = [
@@ -233,7 +233,12 @@ class SqliteLedger:
 def open_ledger(settings: Settings) -> Ledger:
     """PostgreSQL when FLUX_PLAYGROUND_DATABASE_URL is set, else the SQLite file in the data directory."""
     if settings.database_url is not None:
-        from .ledger_pg import PostgresLedger  # psycopg is imported only by those who use it
-
+        try:
+            from .ledger_pg import PostgresLedger  # psycopg is imported only by those who use it
+        except ImportError:
+            raise ConfigurationError(
+                "FLUX_PLAYGROUND_DATABASE_URL is set, but psycopg (PostgreSQL's driver) is not "
+                "installed: run pip install -r requirements.txt, or unset the variable."
+            ) from None
         return PostgresLedger(settings.database_url)
     return SqliteLedger(settings.data_dir / "history.sqlite3")
