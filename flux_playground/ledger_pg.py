@@ -25,6 +25,7 @@ import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 from pydantic import SecretStr
 
+from .db import apply_steps
 from .ledger import LEDGER_STEPS, LedgerUnavailable, LedgerWrite, _settle_sql, _spent
 
 __all__ = ["PostgresLedger", "migrate"]
@@ -61,27 +62,11 @@ def migrate(conn: psycopg.Connection[Any], component: str, steps: list[tuple[str
     with conn.transaction():
         # Two replicas starting together: the second waits here, then finds the tables made.
         conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (_key("migrate"),))
-        conn.execute(
-            "CREATE TABLE IF NOT EXISTS schema_versions"
-            " (component TEXT PRIMARY KEY, version INTEGER NOT NULL)"
-        )
-        row = conn.execute(
-            "SELECT version FROM schema_versions WHERE component = %s", (component,)
-        ).fetchone()
-        current = int(row[0]) if row else 0
-        if current > len(steps):
-            raise RuntimeError(
-                f"the {component} tables are at version {current}, newer than this app knows"
-                f" ({len(steps)}); upgrade flux-playground"
-            )
-        for step in steps[current:]:
-            for statement in step:
-                conn.execute(statement.encode())  # bytes: DDL without parameters, as written
-        conn.execute(
-            "INSERT INTO schema_versions (component, version) VALUES (%s, %s)"
-            " ON CONFLICT (component) DO UPDATE SET version = excluded.version",
-            (component, len(steps)),
-        )
+
+        def execute(sql: str, args: tuple[object, ...] = ()) -> psycopg.Cursor[Any]:
+            return conn.execute(sql.replace("?", "%s"), args)
+
+        apply_steps(execute, component, steps)
 
 
 def _configure(conn: psycopg.Connection[Any]) -> None:
