@@ -37,6 +37,7 @@ POOL_MAX = 16
 CONNECT_TIMEOUT_S = 5
 #: A transaction waits at most this long for another replica's lock or for a free connection.
 WAIT_S = 10.0
+_PRUNE_EVERY_S = 60.0
 _SESSION = (
     b"SET lock_timeout = '10s'; SET statement_timeout = '15s';"
     b" SET idle_in_transaction_session_timeout = '30s'"
@@ -80,6 +81,7 @@ class PostgresLedger:
         self._url = url
         self._lock = threading.Lock()  # guards opening the pool only; the pool serves threads itself
         self._pool: ConnectionPool | None = None
+        self._pruned_at = 0.0
 
     def _open(self) -> ConnectionPool:
         with self._lock:
@@ -109,9 +111,10 @@ class PostgresLedger:
         try:
             with self._open().connection() as conn:
                 yield conn
-        except (psycopg.OperationalError, PoolTimeout) as exc:
-            # libpq's message names host, port and user, never the password; the log is the owner's.
-            log.warning("The spend ledger's database failed: %s", type(exc).__name__)
+        except (psycopg.Error, PoolTimeout) as exc:
+            # Only the kind of failure is logged: a driver's message may quote the connection string.
+            sqlstate = getattr(exc, "sqlstate", None) or "-"
+            log.warning("The spend ledger's database failed: %s (SQLSTATE %s)", type(exc).__name__, sqlstate)
             raise LedgerUnavailable() from None
 
     @contextmanager
@@ -131,6 +134,9 @@ class PostgresLedger:
     def claim_run(self, fingerprint: str, now: float, lease_s: float) -> str | None:
         token = secrets.token_hex(8)
         with self._connection() as conn:
+            if now - self._pruned_at >= _PRUNE_EVERY_S:  # claims left by replicas that died mid-run
+                self._pruned_at = now
+                conn.execute("DELETE FROM running WHERE expires_at < %s", (now,))
             # Inserted, or taken over from a claim whose lease ran out (its replica died mid-run).
             row = conn.execute(
                 "INSERT INTO running (fingerprint, holder, expires_at) VALUES (%s, %s, %s)"

@@ -110,7 +110,10 @@ class Guard:
             # popitem: a provider's settle may still be finishing in a worker thread right now.
             while admission._reservations:
                 _, reservation = admission._reservations.popitem()
-                await asyncio.to_thread(self._settle, reservation, None)
+                try:
+                    await asyncio.to_thread(self._settle, reservation, None)
+                except Exception:  # unsettled, it still counts at its estimate: the safe side
+                    log.exception("Could not settle a run's spend at its end")
 
     def check_size(self, request: GenerationRequest) -> None:
         limit = self.settings.max_images_per_request

@@ -115,6 +115,8 @@ async def test_a_double_click_reaching_two_replicas_starts_one_run(guards: Any, 
 def test_a_crashed_replicas_claim_expires_with_its_lease(postgres_url: str) -> None:
     ledger, other = PostgresLedger(SecretStr(postgres_url)), PostgresLedger(SecretStr(postgres_url))
     try:
+        stale = ledger.claim_run("left by a dead replica", now=NOON - 1000, lease_s=300)
+        assert stale is not None
         token = ledger.claim_run("fingerprint", now=NOON, lease_s=300)
         assert token is not None
         assert other.claim_run("fingerprint", now=NOON + 299, lease_s=300) is None
@@ -124,6 +126,8 @@ def test_a_crashed_replicas_claim_expires_with_its_lease(postgres_url: str) -> N
         assert ledger.claim_run("fingerprint", now=NOON + 302, lease_s=300) is None
         other.release_run("fingerprint", taken_over)
         assert ledger.claim_run("fingerprint", now=NOON + 303, lease_s=300) is not None
+        with psycopg.connect(postgres_url) as conn:  # expired claims are pruned, live ones kept
+            assert conn.execute("SELECT fingerprint FROM running").fetchall() == [("fingerprint",)]
     finally:
         ledger.close()
         other.close()
@@ -151,7 +155,9 @@ def test_both_back_ends_share_one_schema_history(tmp_path: Path, postgres_url: s
         postgres.close()
 
 
-async def test_an_unreachable_database_refuses_runs_in_words_without_the_url(guards: Any) -> None:
+async def test_an_unreachable_database_refuses_runs_in_words_without_the_url(
+    guards: Any, caplog: pytest.LogCaptureFixture
+) -> None:
     url = f"postgresql://owner:hunter2@127.0.0.1:{free_port()}/ledger"  # nothing listens there
     guard = guards(database_url=url, daily_budget_usd=Decimal("1"))
     with pytest.raises(LedgerUnavailable) as info:
@@ -161,3 +167,5 @@ async def test_an_unreachable_database_refuses_runs_in_words_without_the_url(gua
         "Try again in a minute; if it keeps happening, tell the Space's owner."
     )
     assert info.value.__cause__ is None and info.value.__suppress_context__
+    assert "ConnectionTimeout" in caplog.text or "OperationalError" in caplog.text
+    assert "hunter2" not in caplog.text and "owner:" not in caplog.text
