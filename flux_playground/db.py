@@ -12,11 +12,12 @@ that pragma is one integer per file, and history and the ledger must migrate ind
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-__all__ = ["BUSY_TIMEOUT_MS", "migrate", "open_db", "snapshot", "transaction"]
+__all__ = ["BUSY_TIMEOUT_MS", "apply_steps", "migrate", "open_db", "snapshot", "transaction"]
 
 BUSY_TIMEOUT_MS = 5000
 
@@ -72,22 +73,27 @@ def migrate(conn: sqlite3.Connection, component: str, steps: Sequence[Sequence[s
     version (more steps than we know) is refused rather than silently misread.
     """
     with transaction(conn):
-        conn.execute(
-            "CREATE TABLE IF NOT EXISTS schema_versions"
-            " (component TEXT PRIMARY KEY, version INTEGER NOT NULL)"
+        apply_steps(conn.execute, component, steps)
+
+
+def apply_steps(execute: Callable[..., Any], component: str, steps: Sequence[Sequence[str]]) -> None:
+    """migrate()'s work inside the caller's transaction, for any database: `execute(sql, args)` takes
+    SQL with `?` placeholders (ledger_pg.py runs it on PostgreSQL)."""
+    execute(
+        "CREATE TABLE IF NOT EXISTS schema_versions (component TEXT PRIMARY KEY, version INTEGER NOT NULL)"
+    )
+    row = execute("SELECT version FROM schema_versions WHERE component = ?", (component,)).fetchone()
+    current = int(row[0]) if row else 0
+    if current > len(steps):
+        raise RuntimeError(
+            f"the {component} tables are at version {current}, newer than this app knows"
+            f" ({len(steps)}); upgrade flux-playground"
         )
-        row = conn.execute("SELECT version FROM schema_versions WHERE component = ?", (component,)).fetchone()
-        current = row[0] if row else 0
-        if current > len(steps):
-            raise RuntimeError(
-                f"the {component} tables are at version {current}, newer than this app knows"
-                f" ({len(steps)}); upgrade flux-playground"
-            )
-        for step in steps[current:]:
-            for statement in step:
-                conn.execute(statement)
-        conn.execute(
-            "INSERT INTO schema_versions (component, version) VALUES (?, ?)"
-            " ON CONFLICT (component) DO UPDATE SET version = excluded.version",
-            (component, len(steps)),
-        )
+    for step in steps[current:]:
+        for statement in step:
+            execute(statement)
+    execute(
+        "INSERT INTO schema_versions (component, version) VALUES (?, ?)"
+        " ON CONFLICT (component) DO UPDATE SET version = excluded.version",
+        (component, len(steps)),
+    )

@@ -6,12 +6,15 @@ duplicate-click protection, all checked before any provider is called (docs/reli
         ...                                                          # call providers
         admission.settle("segmind", cost=Decimal("0.008"), billed=True)
 
-Spend and the request rate are kept in the SQLite ledger (same file as history), so a restart resets
-neither. A run reserves its estimated cost atomically (BEGIN IMMEDIATE), so concurrent requests cannot
-slip past a cap or the rate together; each provider's share is then settled at the reported cost,
-the estimate, or zero when the provider did not bill a failure. A reservation never settled (a crash)
-keeps counting: caps err on the side of the owner's wallet. People using their own key are not
-charged to the owner's caps: the caller leaves those providers out of `charges`.
+Spend and the request rate are kept in the ledger (ledger.py): the SQLite file shared with history,
+or with FLUX_PLAYGROUND_DATABASE_URL a PostgreSQL database shared by several replicas, so neither a
+restart nor a second replica resets them. A run reserves its estimated cost atomically (one
+transaction holding the database's lock on each cap it checks), so concurrent requests, in one
+process or several, cannot slip past a cap or the rate together; each provider's share is then
+settled at the reported cost, the estimate, or zero when the provider did not bill a failure. A
+reservation never settled (a crash) keeps counting: caps err on the side of the owner's wallet.
+People using their own key are not charged to the owner's caps: the caller leaves those providers
+out of `charges`.
 """
 
 from __future__ import annotations
@@ -19,9 +22,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import secrets
-import sqlite3
-import threading
+import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -29,29 +30,19 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from .db import migrate, open_db, transaction
 from .errors import InvalidRequest, LimitExceeded
+from .ledger import Ledger, LedgerWrite, open_ledger
 from .models import GenerationRequest
 from .pricing import format_usd
 from .settings import Settings
 
 __all__ = ["Admission", "Guard"]
 
+log = logging.getLogger(__name__)
+
 _MICRO = Decimal(1_000_000)
-_LEDGER_STEPS = [
-    [
-        "CREATE TABLE spend (id TEXT PRIMARY KEY, day TEXT NOT NULL, person TEXT NOT NULL,"
-        " provider TEXT NOT NULL, micro_usd INTEGER NOT NULL, settled INTEGER NOT NULL DEFAULT 0,"
-        " created_at REAL NOT NULL)",
-        "CREATE INDEX spend_day_person ON spend (day, person)",
-    ],
-    [
-        # One row per admitted run and person, kept for the rate window (pruned as runs come in).
-        "CREATE TABLE rate_events (person TEXT NOT NULL, at REAL NOT NULL)",
-        "CREATE INDEX rate_events_person_at ON rate_events (person, at)",
-    ],
-]
 _RATE_WINDOW_S = 60.0
+_ALREADY_RUNNING = "This exact request is already running (a double click?). Wait for it to finish."
 
 
 @dataclass
@@ -81,22 +72,12 @@ class Guard:
     def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
         self._clock = clock
-        self._lock = threading.Lock()
-        self._db: sqlite3.Connection | None = None
+        self._ledger: Ledger = open_ledger(settings)  # opens its database on first use only
         self._running: set[str] = set()
         self._pruned_at = 0.0
 
-    @property
-    def _conn(self) -> sqlite3.Connection:
-        if self._db is None:
-            self._db = open_db(self.settings.data_dir / "history.sqlite3")
-            migrate(self._db, "spend", _LEDGER_STEPS)
-        return self._db
-
     def close(self) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None
+        self._ledger.close()
 
     @asynccontextmanager
     async def admit(
@@ -114,22 +95,34 @@ class Guard:
         self.check_size(request)
         fingerprint = _fingerprint(person, request, sorted(providers))
         if fingerprint in self._running:
-            raise LimitExceeded(
-                "This exact request is already running (a double click?). Wait for it to finish."
-            )
-        self._running.add(fingerprint)
-        admission = Admission(self, person)
+            raise LimitExceeded(_ALREADY_RUNNING)
+        self._running.add(fingerprint)  # before any await: a second click in this process sees it
+        admission, claim = Admission(self, person), None
         try:
+            if self._ledger.shared:  # then across replicas: the click may have reached another one
+                claim = await asyncio.to_thread(
+                    self._ledger.claim_run, fingerprint, self._clock(), self._lease_s
+                )
+                if claim is None:
+                    raise LimitExceeded(_ALREADY_RUNNING)
             if self.keeps_ledger:
                 admission._reservations = await asyncio.to_thread(self._admit, person, charges)
             yield admission
         finally:
             self._running.discard(fingerprint)
+            if claim is not None:
+                try:
+                    await asyncio.to_thread(self._ledger.release_run, fingerprint, claim)
+                except Exception:  # its lease runs out on its own; the run's outcome matters more
+                    log.exception("Could not release a run's duplicate-click claim")
             # Whatever was not settled (cancelled, crashed mid-run) may have been billed: keep it.
             # popitem: a provider's settle may still be finishing in a worker thread right now.
             while admission._reservations:
                 _, reservation = admission._reservations.popitem()
-                await asyncio.to_thread(self._settle, reservation, None)
+                try:
+                    await asyncio.to_thread(self._settle, reservation, None)
+                except Exception:  # unsettled, it still counts at its estimate: the safe side
+                    log.exception("Could not settle a run's spend at its end")
 
     def check_size(self, request: GenerationRequest) -> None:
         limit = self.settings.max_images_per_request
@@ -144,16 +137,8 @@ class Guard:
 
     def spent_today(self, person: str | None = None) -> Decimal:
         """Today's spend (UTC), for everyone or one person."""
-        day = self._day()
-        with self._lock:
-            if person is None:
-                row = self._conn.execute("SELECT SUM(micro_usd) FROM spend WHERE day = ?", (day,))
-            else:
-                row = self._conn.execute(
-                    "SELECT SUM(micro_usd) FROM spend WHERE day = ? AND person = ?",
-                    (day, _person_key(person)),
-                )
-            return Decimal(row.fetchone()[0] or 0) / _MICRO
+        who = None if person is None else _person_key(person)
+        return Decimal(self._ledger.spent(self._day(), who)) / _MICRO
 
     @property
     def keeps_ledger(self) -> bool:
@@ -171,36 +156,53 @@ class Guard:
 
     def _admit(self, person: str, charges: Mapping[str, Decimal | None]) -> dict[str, str]:
         """The rate and the caps, checked and recorded in one transaction; the reservations made."""
-        who, now = _person_key(person), self._clock()
-        with self._lock, transaction(self._conn) as conn:
-            self._count_rate(conn, who, now)
-            return self._reserve(conn, who, charges) if charges else {}
+        who, now, settings = _person_key(person), self._clock(), self.settings
+        with self._ledger.writing() as tx:
+            # Before anything is read: every cap this run is checked against, so no other
+            # transaction (another replica's) can read the same spend and reserve it too.
+            tx.lock(
+                everyone=bool(charges) and settings.daily_budget_usd is not None,
+                who=who
+                if settings.per_user_requests_per_minute is not None
+                or (charges and settings.per_user_daily_budget_usd is not None)
+                else None,
+            )
+            self._count_rate(tx, who, now)
+            return self._reserve(tx, who, charges) if charges else {}
 
     def _reserve_more(self, person: str, charges: Mapping[str, Decimal | None]) -> dict[str, str]:
-        with self._lock, transaction(self._conn) as conn:
-            return self._reserve(conn, _person_key(person), charges)
+        """One more reservation inside an admitted run (Admission.reserve): the caps locked and checked
+        again as in `_admit`, the request rate not counted again."""
+        who, settings = _person_key(person), self.settings
+        with self._ledger.writing() as tx:
+            tx.lock(
+                everyone=settings.daily_budget_usd is not None,
+                who=who if settings.per_user_daily_budget_usd is not None else None,
+            )
+            return self._reserve(tx, who, charges)
 
-    def _count_rate(self, conn: sqlite3.Connection, who: str, now: float) -> None:
+    def _count_rate(self, tx: LedgerWrite, who: str, now: float) -> None:
         limit = self.settings.per_user_requests_per_minute
         if limit is None:
             return
         if now - self._pruned_at >= _RATE_WINDOW_S:
             self._pruned_at = now
-            conn.execute("DELETE FROM rate_events WHERE at <= ?", (now - _RATE_WINDOW_S,))
-        recent = conn.execute(
-            "SELECT COUNT(*), MIN(at) FROM rate_events WHERE person = ? AND at > ?",
-            (who, now - _RATE_WINDOW_S),
-        ).fetchone()
-        if recent[0] >= limit:
-            wait = max(1, round(recent[1] + _RATE_WINDOW_S - now))
+            tx.forget_requests(now - _RATE_WINDOW_S)
+        count, oldest = tx.recent_requests(who, now - _RATE_WINDOW_S)
+        if count >= limit and oldest is not None:
+            wait = max(1, round(oldest + _RATE_WINDOW_S - now))
             raise LimitExceeded(
                 f"Too many requests: at most {limit} per minute per person. Try again in {wait} s."
             )
-        conn.execute("INSERT INTO rate_events (person, at) VALUES (?, ?)", (who, now))
+        tx.record_request(who, now)
 
-    def _reserve(
-        self, conn: sqlite3.Connection, who: str, charges: Mapping[str, Decimal | None]
-    ) -> dict[str, str]:
+    @property
+    def _lease_s(self) -> float:
+        # Longer than any run lasts (call or job, then the download), so only a crash outlives it.
+        settings = self.settings
+        return max(settings.request_timeout, settings.job_timeout) + settings.download_timeout + 60
+
+    def _reserve(self, tx: LedgerWrite, who: str, charges: Mapping[str, Decimal | None]) -> dict[str, str]:
         daily, personal = self.settings.daily_budget_usd, self.settings.per_user_daily_budget_usd
         unknown = [name for name, cost in charges.items() if cost is None]
         if unknown and (daily is not None or personal is not None):
@@ -211,39 +213,25 @@ class Guard:
         amounts = {name: _micro(cost or Decimal(0)) for name, cost in charges.items()}
         wanted = sum(amounts.values())
         day = self._day()
-        for cap, where, args, whose in (
-            (daily, "day = ?", (day,), "This app's daily budget"),
-            (personal, "day = ? AND person = ?", (day, who), "Your daily budget on this app"),
+        for cap, personal_cap, whose in (
+            (daily, False, "This app's daily budget"),
+            (personal, True, "Your daily budget on this app"),
         ):
             if cap is None:
                 continue
-            spent = conn.execute(f"SELECT SUM(micro_usd) FROM spend WHERE {where}", args).fetchone()[0]
-            if (spent or 0) + wanted > _micro(cap):
+            spent = tx.spent(day, who if personal_cap else None)
+            if spent + wanted > _micro(cap):
                 raise LimitExceeded(
                     f"{whose} ({format_usd(cap)}) would be passed: "
-                    f"{format_usd(Decimal(spent or 0) / _MICRO)} is spent today and this run costs about "
+                    f"{format_usd(Decimal(spent) / _MICRO)} is spent today and this run costs about "
                     f"{format_usd(Decimal(wanted) / _MICRO)}. It resets at 00:00 UTC "
                     f"(in {self._until_midnight()}). You can use your own API key meanwhile."
                 )
-        reservations = {}
-        for name, amount in amounts.items():
-            reservations[name] = secrets.token_hex(8)
-            conn.execute(
-                "INSERT INTO spend (id, day, person, provider, micro_usd, settled, created_at)"
-                " VALUES (?, ?, ?, ?, ?, 0, ?)",
-                (reservations[name], day, who, name, amount, self._clock()),
-            )
-        return reservations
+        return {name: tx.reserve(day, who, name, amount, self._clock()) for name, amount in amounts.items()}
 
     def _settle(self, reservation: str, cost: Decimal | None) -> None:
         """Replace a reservation by the real cost (None: keep the estimate, but mark it settled)."""
-        with self._lock:
-            if cost is None:
-                self._conn.execute("UPDATE spend SET settled = 1 WHERE id = ?", (reservation,))
-            else:
-                self._conn.execute(
-                    "UPDATE spend SET micro_usd = ?, settled = 1 WHERE id = ?", (_micro(cost), reservation)
-                )
+        self._ledger.settle(reservation, None if cost is None else _micro(cost))
 
     def _day(self) -> str:
         return datetime.fromtimestamp(self._clock(), UTC).strftime("%Y-%m-%d")

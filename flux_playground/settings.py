@@ -95,6 +95,8 @@ class Settings(BaseSettings):
         validate_by_name=True,
         validate_by_alias=True,
         frozen=True,
+        # A mistyped value is not echoed back: it may be a key or a database URL with its password.
+        hide_input_in_errors=True,
     )
 
     #: Per provider id: server key, origin and options (see ProviderEnvironment). Never sent to a
@@ -102,6 +104,10 @@ class Settings(BaseSettings):
     providers: dict[str, ProviderSettings] = Field(default_factory=dict)
 
     data_dir: Path = Field(Path("data"), description="Where history (SQLite + images) is kept.")
+
+    #: The spend ledger's database, shared by every replica: postgresql://user:password@host/db.
+    #: Unset: the SQLite file in `data_dir` (one process). A secret: it usually holds a password.
+    database_url: SecretStr | None = None
 
     # Timeouts, in seconds.
     connect_timeout: float = Field(10.0, gt=0)
@@ -149,6 +155,19 @@ class Settings(BaseSettings):
     #: them is X-Forwarded-For believed. Unset: none, except on a Hugging Face Space, whose proxy
     #: reaches the app from a private network (docs/reliability.md, "Who a person is").
     trusted_proxies: str | None = None
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        if not value.get_secret_value().startswith(("postgresql://", "postgres://")):
+            # The value itself is not repeated: it may hold a password.
+            raise ValueError(
+                "FLUX_PLAYGROUND_DATABASE_URL must be a PostgreSQL URL (postgresql://user:password@host/"
+                "database), or unset to keep the spend ledger in the data directory's SQLite file"
+            )
+        return value
 
     @field_validator("trusted_proxies")
     @classmethod

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -36,6 +37,36 @@ def emulator() -> Iterator[object]:
 
     with EmulatorServer(latency=0.05) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[Any]:
+    """A PostgreSQL server of our own for the session (tests/pgserver.py). Without PostgreSQL's
+    binaries the tests that need it skip, except in CI (REQUIRE_POSTGRES=1), where they fail."""
+    from pgserver import PostgresServer, find_binaries, postgres_required
+
+    bin_dir = find_binaries()
+    if bin_dir is None:
+        reason = "PostgreSQL's initdb was not found (apt-get install -y postgresql)"
+        if postgres_required():
+            pytest.fail(f"REQUIRE_POSTGRES is set but {reason}")
+        pytest.skip(reason)
+    with PostgresServer.start(bin_dir) as server:
+        yield server
+
+
+@pytest.fixture
+def postgres_url(postgres_server: Any) -> str:
+    """A fresh, empty database on the session's server."""
+    return str(postgres_server.new_database())
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def ledger_backend(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """Settings for each spend ledger: the SQLite file in the data directory, or PostgreSQL."""
+    if request.param == "sqlite":
+        return {}
+    return {"database_url": request.getfixturevalue("postgres_url")}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -237,8 +237,10 @@ async def test_auto_beside_named_providers(server: EmulatorServer, tmp_path: Pat
 # --- the spend guard -------------------------------------------------------------------------------------
 
 
-async def test_the_guard_charges_only_what_was_served(server: EmulatorServer, tmp_path: Path) -> None:
-    settings = emulator_settings(server, tmp_path, daily_budget_usd=Decimal("1"))
+async def test_the_guard_charges_only_what_was_served(
+    server: EmulatorServer, tmp_path: Path, ledger_backend: dict[str, Any]
+) -> None:
+    settings = emulator_settings(server, tmp_path, daily_budget_usd=Decimal("1"), **ledger_backend)
     guard = Guard(settings)
     server.inject("cloudflare", "429")
     async with Playground(settings, guard=guard) as playground:
@@ -247,10 +249,12 @@ async def test_the_guard_charges_only_what_was_served(server: EmulatorServer, tm
     assert guard.spent_today() == Decimal("0.0013")  # Cloudflare's reservation settled at 0, once
 
 
-async def test_a_fallback_that_would_pass_a_cap_is_not_tried(server: EmulatorServer, tmp_path: Path) -> None:
+async def test_a_fallback_that_would_pass_a_cap_is_not_tried(
+    server: EmulatorServer, tmp_path: Path, ledger_backend: dict[str, Any]
+) -> None:
     """$0.001 a day fits Cloudflare ($0.00065) but not Runware ($0.0013): after Cloudflare's refusal
-    the route stops, in the cap's own words, and nothing is spent."""
-    settings = emulator_settings(server, tmp_path, daily_budget_usd=Decimal("0.001"))
+    the route stops, in the cap's own words, and nothing is spent (on either spend ledger)."""
+    settings = emulator_settings(server, tmp_path, daily_budget_usd=Decimal("0.001"), **ledger_backend)
     guard = Guard(settings)
     server.inject("cloudflare", "429")
     async with Playground(settings, guard=guard) as playground:

@@ -93,12 +93,13 @@ class Rig:
 
 
 @pytest.fixture
-def rig_factory(emulator: EmulatorServer, tmp_path: Path) -> Iterator[Any]:
+def rig_factory(emulator: EmulatorServer, tmp_path: Path, ledger_backend: dict[str, Any]) -> Iterator[Any]:
+    """Apps on each spend ledger (SQLite, PostgreSQL): every test here runs on both."""
     emulator.reset()
     rigs: list[Rig] = []
 
     def make(**overrides: Any) -> Rig:
-        rig = Rig(emulator, tmp_path / f"data{len(rigs)}", **overrides)
+        rig = Rig(emulator, tmp_path / f"data{len(rigs)}", **ledger_backend, **overrides)
         rigs.append(rig)
         return rig
 
@@ -247,10 +248,12 @@ async def test_demo_mode_charges_nothing_but_still_limits(rig_factory: Any) -> N
         await rig.api("segmind", host="10.0.0.1", prompt="again")
 
 
-def test_refusals_reach_api_callers_as_readable_errors(emulator: EmulatorServer, tmp_path: Path) -> None:
+def test_refusals_reach_api_callers_as_readable_errors(
+    emulator: EmulatorServer, tmp_path: Path, ledger_backend: dict[str, Any]
+) -> None:
     """Over HTTP: the person is the client address, and the refusal is an error event with words."""
     emulator.reset()
-    settings = emulator_settings(emulator, tmp_path, daily_budget_usd=Decimal("0.004"))
+    settings = emulator_settings(emulator, tmp_path, daily_budget_usd=Decimal("0.004"), **ledger_backend)
     guard = Guard(settings)
     with serve(settings, guard=guard) as app:
         url = app.url

@@ -188,15 +188,17 @@ def run_page_event(
     session_hash: str | None = None,
     sink: list[str] | None = None,
     cookies: dict[str, str] | None = None,
+    headers: dict[str, str] | None = None,
 ) -> PageRun:
     """Start one of the page's (private) events through the queue, exactly as the page does.
 
     `sink` receives every streamed message as it arrives (to see what a client got before a crash);
-    `cookies` are the browser's (a signed-in session).
+    `cookies` are the browser's (a signed-in session); `headers` go with every request
+    (X-Forwarded-For, as a proxy in front of the app adds it).
     """
     session = session_hash or secrets.token_hex(8)
     base = url.rstrip("/")
-    with httpx.Client(timeout=timeout, cookies=cookies) as http:
+    with httpx.Client(timeout=timeout, cookies=cookies, headers=headers) as http:
         # json.dumps, not httpx's encoder: escaped as any browser sends it (NaN and lone surrogates too).
         joined = http.post(
             f"{base}/gradio_api/queue/join",

@@ -1,0 +1,157 @@
+"""The spend ledger on PostgreSQL, shared by every replica of the app (ledger.py has the interface).
+
+A cap holds across replicas because the check and the reservation happen in one transaction that
+first takes `pg_advisory_xact_lock` on the cap's key (the global budget, one person's budget and
+rate): a second replica's transaction for the same cap waits at that lock until the first commits,
+then reads its reservation. Locks are always taken global first, then the person, so two
+transactions cannot wait on each other. READ COMMITTED is enough: each statement after the lock
+sees everything committed before it.
+
+psycopg 3, synchronous, with a connection pool: the guard already calls its ledger from worker
+threads (asyncio.to_thread) and settles from them, so the same shape serves both back ends and
+nothing blocks the event loop. Every wait is bounded: getting a connection, a lock, a statement.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from psycopg_pool import ConnectionPool, PoolTimeout
+from pydantic import SecretStr
+
+from .db import apply_steps
+from .ledger import LEDGER_STEPS, LedgerUnavailable, LedgerWrite, _settle_sql, _spent
+
+__all__ = ["PostgresLedger", "migrate"]
+
+log = logging.getLogger(__name__)
+
+#: More than the worker threads that call it at once (asyncio's default pool on a small machine).
+POOL_MAX = 16
+CONNECT_TIMEOUT_S = 5
+#: A transaction waits at most this long for another replica's lock or for a free connection.
+WAIT_S = 10.0
+_PRUNE_EVERY_S = 60.0
+_SESSION = (
+    b"SET lock_timeout = '10s'; SET statement_timeout = '15s';"
+    b" SET idle_in_transaction_session_timeout = '30s'"
+)
+
+
+def _key(name: str) -> str:
+    # Namespaced so the app's advisory locks cannot meet another application's on a shared server.
+    return f"flux-playground:{name}"
+
+
+class _PostgresWrite(LedgerWrite):
+    param = "%s"
+
+    def lock(self, *, everyone: bool, who: str | None) -> None:
+        # Global first, then the person: one order everywhere, so no two transactions deadlock.
+        for name in (["spend:everyone"] if everyone else []) + ([f"person:{who}"] if who else []):
+            self._execute("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", (_key(name),))
+
+
+def migrate(conn: psycopg.Connection[Any], component: str, steps: list[tuple[str, ...]]) -> None:
+    """db.migrate for PostgreSQL: the steps not yet applied, atomically, one replica at a time."""
+    with conn.transaction():
+        # Two replicas starting together: the second waits here, then finds the tables made.
+        conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (_key("migrate"),))
+
+        def execute(sql: str, args: tuple[object, ...] = ()) -> psycopg.Cursor[Any]:
+            return conn.execute(sql.replace("?", "%s"), args)
+
+        apply_steps(execute, component, steps)
+
+
+def _configure(conn: psycopg.Connection[Any]) -> None:
+    conn.execute(_SESSION)  # per session (autocommit): every wait bounded, even a forgotten transaction
+
+
+class PostgresLedger:
+    shared = True
+
+    def __init__(self, url: SecretStr) -> None:
+        self._url = url
+        self._lock = threading.Lock()  # guards opening the pool only; the pool serves threads itself
+        self._pool: ConnectionPool | None = None
+        self._pruned_at = 0.0
+
+    def _open(self) -> ConnectionPool:
+        with self._lock:
+            if self._pool is None:
+                url = self._url.get_secret_value()
+                # One plain connection first: a server that is down fails now, not after the pool's
+                # retries, and the schema is ready before any pooled connection is used.
+                with psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S) as conn:
+                    _configure(conn)
+                    migrate(conn, "spend", [step.postgres for step in LEDGER_STEPS])
+                self._pool = ConnectionPool(
+                    url,
+                    min_size=1,
+                    max_size=POOL_MAX,
+                    timeout=WAIT_S,
+                    kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT_S},
+                    configure=_configure,
+                    open=False,
+                    name="flux-playground-ledger",
+                )
+                self._pool.open(wait=False)
+            return self._pool
+
+    @contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled connection; an unreachable server becomes a sentence, never a traceback or URL."""
+        try:
+            with self._open().connection() as conn:
+                yield conn
+        except (psycopg.Error, PoolTimeout) as exc:
+            # Only the kind of failure is logged: a driver's message may quote the connection string.
+            sqlstate = getattr(exc, "sqlstate", None) or "-"
+            log.warning("The spend ledger's database failed: %s (SQLSTATE %s)", type(exc).__name__, sqlstate)
+            raise LedgerUnavailable() from None
+
+    @contextmanager
+    def writing(self) -> Iterator[LedgerWrite]:
+        with self._connection() as conn, conn.transaction():
+            yield _PostgresWrite(conn)
+
+    def spent(self, day: str, who: str | None = None) -> int:
+        with self._connection() as conn:
+            return _spent(_PostgresWrite(conn)._execute, day, who)
+
+    def settle(self, reservation: str, micro_usd: int | None) -> None:
+        sql, args = _settle_sql(micro_usd, reservation)
+        with self._connection() as conn:
+            conn.execute(sql.replace("?", "%s"), args)
+
+    def claim_run(self, fingerprint: str, now: float, lease_s: float) -> str | None:
+        token = secrets.token_hex(8)
+        with self._connection() as conn:
+            if now - self._pruned_at >= _PRUNE_EVERY_S:  # claims left by replicas that died mid-run
+                self._pruned_at = now
+                conn.execute("DELETE FROM running WHERE expires_at < %s", (now,))
+            # Inserted, or taken over from a claim whose lease ran out (its replica died mid-run).
+            row = conn.execute(
+                "INSERT INTO running (fingerprint, holder, expires_at) VALUES (%s, %s, %s)"
+                " ON CONFLICT (fingerprint) DO UPDATE SET holder = excluded.holder,"
+                " expires_at = excluded.expires_at WHERE running.expires_at < %s RETURNING holder",
+                (fingerprint, token, now + lease_s, now),
+            ).fetchone()
+        return token if row is not None else None
+
+    def release_run(self, fingerprint: str, token: str) -> None:
+        with self._connection() as conn:
+            conn.execute("DELETE FROM running WHERE fingerprint = %s AND holder = %s", (fingerprint, token))
+
+    def close(self) -> None:
+        with self._lock:
+            if self._pool is not None:
+                self._pool.close()
+                self._pool = None
