@@ -3,8 +3,8 @@ sentence on stderr. The container image's HEALTHCHECK runs it every 30 s.
 
 It asks for `/robots.txt`: Gradio answers it with a constant line, without building a session or the
 page's config, and the gate lets it through without any per-person limit (it counts only open
-connections per address, and a health check holds one for milliseconds). Only the standard library is
-imported, so a check costs the container a Python start and no more.
+connections per address, and a health check holds one for milliseconds). Gradio is never imported:
+a check costs about 0.4 s of CPU (Python, and the package's pydantic and httpx), every 30 s.
 """
 
 from __future__ import annotations

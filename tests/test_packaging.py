@@ -131,6 +131,16 @@ def test_the_health_check_fails_with_words_when_nothing_answers(capsys: pytest.C
     assert err.endswith("). Is the app running, on this port? Its log says why not.\n")
 
 
+def test_the_health_check_never_loads_gradio() -> None:
+    # A container runs it every 30 s: Gradio's import alone takes seconds of CPU.
+    code = (
+        "import sys; from flux_playground.console import main; "
+        "main(['healthcheck', '--url', 'http://127.0.0.1:9/']); print('gradio' in sys.modules)"
+    )
+    ran = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert ran.stdout == "False\n"
+
+
 @pytest.fixture
 def other_server() -> Iterator[str]:
     """Some other web server on the port: answers 200, but not as the playground does."""
