@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
+from types import FrameType
 
 __all__ = ["main"]
 
@@ -40,4 +42,16 @@ def main() -> None:
         page = launch_page(settings)
         print(f"* Running on {page.url}  (MCP: {page.url}gradio_api/mcp/)", flush=True)
         freeze_startup_heap()
-        page.block()  # serves until Ctrl+C (or the Space stops it)
+        _stop_on_sigterm()
+        page.block()  # serves until Ctrl+C or SIGTERM (the Space or `docker stop`)
+
+
+def _stop_on_sigterm() -> None:
+    """`docker stop` and a Space's restart send SIGTERM. A container's PID 1 has no default action for
+    it, so the process would ignore it and be killed 10 s later; anywhere else it would die without
+    closing the server. As Ctrl+C, Gradio's block() closes the server and the process exits 0."""
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
