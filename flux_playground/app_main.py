@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import signal
+import threading
 from types import FrameType
 
 __all__ = ["main"]
@@ -54,4 +55,5 @@ def _stop_on_sigterm() -> None:
     def interrupt(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, interrupt)
+    if threading.current_thread() is threading.main_thread():  # signals reach only the main thread
+        signal.signal(signal.SIGTERM, interrupt)
