@@ -17,7 +17,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Sequence
 
-__all__ = ["ROUTE", "default_url", "main"]
+__all__ = ["ROUTE", "check", "default_url", "main"]
 
 ROUTE = "robots.txt"
 _TIMEOUT_S = 4.0
