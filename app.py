@@ -1,42 +1,12 @@
 """FLUX.1 [schnell] playground: `python app.py`, or the Hugging Face Space's entry point.
 
-With no provider key configured it runs in demo mode against the built-in emulator.
+The logic lives in the package (flux_playground/app_main.py), so the installed `flux-playground`
+command serves exactly the same page; the Space keeps running this file.
 """
 
 from __future__ import annotations
 
-import contextlib
-import logging
-import os
-
-
-def main() -> None:
-    from flux_playground.demo import start_demo
-    from flux_playground.errors import ConfigurationError
-    from flux_playground.settings import Settings
-    from flux_playground.ui import freeze_startup_heap, launch_page
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # httpx logs every request URL at INFO; provider job URLs are nobody's business in the Space logs.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    try:
-        settings = Settings()
-    except ConfigurationError as exc:  # e.g. FLUX_PLAYGROUND_OPENAI_PROVIDERS: one sentence, no traceback
-        raise SystemExit(f"error: {exc}") from None
-    if os.getenv("SPACE_ID") and not settings.demo_mode and settings.daily_budget_usd is None:
-        logging.getLogger("flux_playground").warning(
-            "This Space generates on its owner's keys with no daily spend cap: anyone can spend them. "
-            "Set FLUX_PLAYGROUND_DAILY_BUDGET_USD (and FLUX_PLAYGROUND_PER_USER_DAILY_BUDGET_USD)."
-        )
-    with contextlib.ExitStack() as stack:
-        if settings.demo_mode:
-            settings = stack.enter_context(start_demo(settings))
-        # On Spaces Gradio's address comes from GRADIO_SERVER_NAME; locally the page stays on loopback.
-        page = launch_page(settings)
-        print(f"* Running on {page.url}  (MCP: {page.url}gradio_api/mcp/)", flush=True)
-        freeze_startup_heap()
-        page.block()  # serves until Ctrl+C (or the Space stops it)
-
+from flux_playground.app_main import main
 
 if __name__ == "__main__":
     main()
