@@ -20,7 +20,7 @@ MIN_RUNS recent runs ranks after every measured one: runs people name, and "chea
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import TYPE_CHECKING, Protocol
 
@@ -28,15 +28,15 @@ from .errors import InvalidRequest, PlaygroundError, RouteFailed
 from .models import GenerationRequest, GenerationResult
 from .pricing import format_usd
 from .quotes import Quote
-from .route_models import AutoRoute, RouteAttempt, RouteReport
+from .route_models import AUTO, AutoRoute, RouteAttempt, RouteReport
 from .stats import MIN_RUNS, SIZE_CLASSES, Stats, size_class
 
 if TYPE_CHECKING:
     from .service import Playground
 
 __all__ = [
-    "MAX_TRIED", "Plan", "attempt_failed", "attempt_not_tried", "choose", "follow", "plan_route",
-    "route_failure",
+    "CHOICES", "MAX_TRIED", "Plan", "attempt_failed", "attempt_not_tried", "choose", "follow", "plan_route",
+    "preview", "route_failure",
 ]  # fmt: skip
 
 #: The first choice and at most two more.
@@ -54,6 +54,34 @@ class Plan:
     #: Each candidate's estimate for the request (None: unknown).
     costs: dict[str, Decimal | None]
     report: RouteReport
+
+
+#: The automatic choices a page offers beside the providers.
+CHOICES = (AutoRoute(prefer="cheapest"), AutoRoute(prefer="fastest"))
+
+
+def preview(
+    request: GenerationRequest,
+    quotes: Sequence[Quote],
+    figures: Stats | None,
+    *,
+    exclude: Collection[str] = (),
+) -> list[Quote]:
+    """Each of CHOICES as a quote a picker can show beside the providers': its token as `provider`,
+    the provider it would pick now (label, price, what it honours), or, when none qualifies, why."""
+    previews = []
+    for route in CHOICES:
+        token = route.token if route.prefer != "cheapest" else AUTO
+        try:
+            plan = choose(route, request, quotes, figures, exclude=exclude)
+        except InvalidRequest as exc:
+            blocked = replace(quotes[0], problems=(exc.message,), cheapest=False, notes=())
+            previews.append(replace(blocked, provider=token, label=route.label))
+            continue
+        first = next(q for q in quotes if q.provider == plan.candidates[0])
+        label = f"{route.label}: now {first.label}"
+        previews.append(replace(first, provider=token, label=label, cheapest=False))
+    return previews
 
 
 async def plan_route(

@@ -10,6 +10,7 @@ Every method takes the page's Form (form.py) and returns updates in the order of
 # No `from __future__ import annotations` here: Gradio calls typing.get_type_hints on the handler
 # for every event (helpers.special_args), and string annotations would be evaluated each time.
 
+import logging
 from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
@@ -21,14 +22,18 @@ from ..hf_router import account_providers
 from ..models import Capabilities, GenerationRequest
 from ..providers import PROVIDERS
 from ..quotes import Quote
+from ..route import preview
 from ..service import Playground
+from ..stats import size_class
 from . import render
 from . import values as raw
 from .form import Form
 from .identity import hf_token
-from .picker import picker_rows
+from .picker import Speed, auto_rows, picker_rows
 from .presets import CUSTOM, PRESETS, describe_size, preset_for, swapped_preset
 from .updates import ordered
+
+log = logging.getLogger(__name__)
 
 __all__ = ["CONTROL_OUTPUTS", "Controls", "generate_label", "pricing_request"]
 
@@ -118,6 +123,9 @@ class Controls:
         own = [name for name, key in form.key_texts().items() if key]
         signed_in = hf_token(token) is not None
         quotes = self.playground.quote(request, own_keys=own, hf_account=signed_in)
+        speeds, autos = await self._evidence(request, quotes)
+        # The automatic choices chosen too: the button's price counts what each would pick now.
+        picked = [*chosen, *(q.provider for q in autos if q.provider in raw.texts(form.providers))]
         capabilities = {
             name: provider.get_capabilities(self.settings) for name, provider in PROVIDERS.items()
         }
@@ -134,10 +142,10 @@ class Controls:
             images_label += f" — {_who(split)}: one call per {_per_call(capabilities, split)}"
         values: dict[str, Any] = {
             "num_images": gr.update(label=images_label),
-            "providers": gr.update(rows=picker_rows(quotes)),
+            "providers": gr.update(rows=picker_rows(quotes, speeds), autos=auto_rows(autos)),
             "generate": gr.update(
-                value=generate_label(quotes, chosen),
-                interactive=any(q.usable for q in quotes if q.provider in chosen),
+                value=generate_label([*quotes, *autos], picked),
+                interactive=any(q.usable for q in [*quotes, *autos] if q.provider in picked),
             ),
             "nearest": _nearest_button(fitting_size(quotes, chosen)),
             "steps": gr.update(label=steps_label),
@@ -159,6 +167,24 @@ class Controls:
                 info=info,
             )
         return ordered(CONTROL_OUTPUTS, values)
+
+    async def _evidence(
+        self, request: GenerationRequest | None, quotes: list[Quote]
+    ) -> tuple[dict[str, Speed], list[Quote]]:
+        """Each provider's recent speed at the size it would make, and the automatic choices."""
+        if request is None:
+            return {}, []
+        try:
+            figures = await self.playground.stats()
+        except Exception as exc:  # no statistics: prices alone, as before
+            log.warning("Could not read the provider statistics: %s", exc)
+            return {}, preview(request, quotes, None)
+        speeds: dict[str, Speed] = {}
+        for q in quotes:
+            found = figures.get(q.provider, size_class(*q.output_size))
+            if found is not None:
+                speeds[q.provider] = (found.summary, found.p50_s if found.enough else None)
+        return speeds, preview(request, quotes, figures)
 
     @staticmethod
     async def fixed_seed(form: Form) -> bool:

@@ -13,10 +13,12 @@ from ..history import History
 from ..models import GenerationResult
 from ..providers import PROVIDERS
 from ..quotes import approximate
+from ..route_models import AUTO, is_auto
+from ..runs import slot_name
 from ..service import Playground
 from . import render
 from .form import Form
-from .history_view import HISTORY_OUTPUTS, HistoryView
+from .history_view import HISTORY_OUTPUTS, HistoryView, card_outputs, result_cards
 from .identity import Identity, hf_token, resolve_identity, spend_person
 from .refusals import failed, refuse
 from .scratch import Scratch
@@ -31,7 +33,7 @@ def generate_outputs() -> list[str]:
     """The outputs of Generate and Stop: a column per registered provider (read when the page is
     built, so a provider registered before that has its column), then the run's own outputs."""
     return [
-        *(f"{part}:{name}" for name in PROVIDERS for part in ("column", "status", "gallery", "caption")),
+        *card_outputs(),
         "empty", "seed", "stop", "run", "browser_id", "generate", *HISTORY_OUTPUTS,
     ]  # fmt: skip
 
@@ -86,7 +88,10 @@ class Generation:
                     if slot.result is None:
                         values[f"gallery:{name}"] = gr.update(value=None, visible=False)
                         continue
-                    paths, note = await self._save(identity.owner, slot.result, run_id, names)
+                    # The run's providers as named; the automatic slot's as the one it chose.
+                    named = [n for n in names if not is_auto(n)]
+                    made_by = [*named, slot.result.provider] if name == AUTO else named
+                    paths, note = await self._save(identity.owner, slot.result, run_id, made_by)
                     saved_any = saved_any or not note
                     values[f"status:{name}"] = render.slot_html(slot, snap.now, snap.request)
                     values[f"caption:{name}"] = render.caption_html(
@@ -94,7 +99,7 @@ class Generation:
                         note,
                         approximate=self._approximate(slot.result.provider),
                         demo=self._demo,
-                    )
+                    ) + (render.route_html(slot.route) if slot.route is not None else "")
                     values[f"gallery:{name}"] = gr.update(
                         value=[(path, None) for path in paths],
                         visible=True,
@@ -127,8 +132,9 @@ class Generation:
             # Busy until the run ends; the controls' update then puts the price back (layout.py).
             "generate": gr.update(value="Generating…", interactive=False),
         }
-        for name in PROVIDERS:
-            values[f"column:{name}"] = gr.update(visible=name in names)
+        shown = {slot_name(name) for name in names}
+        for name in result_cards():
+            values[f"column:{name}"] = gr.update(visible=name in shown)
             values[f"gallery:{name}"] = gr.update(value=None, visible=False)
             values[f"caption:{name}"] = ""
         return values

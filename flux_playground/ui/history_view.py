@@ -16,6 +16,7 @@ import gradio as gr
 from ..history import History, HistoryItem
 from ..history_files import download_copy, download_name, download_zip
 from ..providers import PROVIDERS
+from ..route_models import AUTO
 from . import render
 from .form import Form
 from .identity import Identity, resolve_identity
@@ -25,7 +26,7 @@ from .updates import ordered
 
 __all__ = [
     "DELETE_OUTPUTS", "DETAIL_OUTPUTS", "HISTORY_OUTPUTS", "PAGE_SIZE", "REUSE_OUTPUTS", "HistoryView",
-    "reopen_outputs",
+    "card_outputs", "reopen_outputs", "result_cards",
 ]  # fmt: skip
 
 PAGE_SIZE = 48
@@ -40,13 +41,22 @@ DOWNLOADS = Path(tempfile.gettempdir()) / "flux-playground-downloads"
 DELETE_OUTPUTS = [*HISTORY_OUTPUTS, *DETAIL_OUTPUTS, "undo", "deleted"]
 
 
-def reopen_outputs() -> list[str]:
-    """The result cards of every registered provider (read when the page is built), and the empty
-    state: what "Open run" fills."""
+def result_cards() -> list[str]:
+    """A result card per registered provider (read when the page is built), and one for the
+    automatic route (runs.py's slot "auto": the provider it chose is named in the card)."""
+    return [*PROVIDERS, AUTO]
+
+
+def card_outputs() -> list[str]:
     return [
-        *(f"{part}:{name}" for name in PROVIDERS for part in ("column", "status", "gallery", "caption")),
-        "empty",
+        f"{part}:{name}" for name in result_cards() for part in ("column", "status", "gallery", "caption")
     ]
+
+
+def reopen_outputs() -> list[str]:
+    """The result cards and the empty state: what "Open run" fills (a run reopens under the providers
+    that made its images, the automatic card hidden)."""
+    return [*card_outputs(), "empty"]
 
 
 REUSE_OUTPUTS = [
@@ -232,7 +242,10 @@ class HistoryView:
         run = await self.history.get_run(owner, item.run_id) if item is not None else None
         if run is None:
             raise refuse("That run is no longer in your history.")
-        values: dict[str, Any] = {"empty": gr.update(visible=False)}
+        values: dict[str, Any] = {
+            "empty": gr.update(visible=False),
+            f"column:{AUTO}": gr.update(visible=False),
+        }
         for name, provider in PROVIDERS.items():
             items = [i for i in run.items if i.provider == name]
             shown = name in run.providers or bool(items)

@@ -12,14 +12,22 @@ import gradio as gr
 from ..compat.gradio import gallery_payload
 from ..models import MAX_PROMPT_CHARS
 from ..providers import PROVIDERS
+from ..route import preview
 from ..settings import Settings
 from . import render
 from .controls import CONTROL_OUTPUTS, pricing_request
 from .form import KEY_PREFIX, Form, key_field
 from .handlers import Handlers
-from .history_view import DELETE_OUTPUTS, DETAIL_OUTPUTS, HISTORY_OUTPUTS, REUSE_OUTPUTS, reopen_outputs
+from .history_view import (
+    DELETE_OUTPUTS,
+    DETAIL_OUTPUTS,
+    HISTORY_OUTPUTS,
+    REUSE_OUTPUTS,
+    reopen_outputs,
+    result_cards,
+)
 from .identity import BROWSER_SECRET, BROWSER_STORAGE_KEY
-from .picker import build_picker, build_select, picker_rows
+from .picker import auto_rows, build_picker, build_select, picker_rows
 from .presets import (
     CUSTOM,
     DEFAULT_STEPS,
@@ -302,7 +310,10 @@ def _controls(ui: dict[str, Any], settings: Settings, handlers: Handlers) -> Non
     )
     chosen = default_providers(handlers)
     request = pricing_request(*PRESETS["1:1"], DEFAULT_STEPS, 1)
-    ui["providers"] = build_picker(chosen, picker_rows(handlers.playground.quote(request)))
+    quotes = handlers.playground.quote(request)
+    # The statistics come with the first update (demo.load): building the page reads no database.
+    autos = auto_rows(preview(request, quotes, None)) if request is not None else []
+    ui["providers"] = build_picker(chosen, picker_rows(quotes), autos)
     # What signing in with Hugging Face gives, on a Space that asks for it (controls.update fills it in).
     ui["hf_note"] = gr.HTML(elem_id="hf-note", visible=settings.hf_sign_in)
     gr.HTML(f'<p class="fp-fine" id="prices-note">{render.PRICES_NOTE}</p>')
@@ -412,7 +423,7 @@ def _controls(ui: dict[str, Any], settings: Settings, handlers: Handlers) -> Non
 def _results(ui: dict[str, Any]) -> None:
     ui["empty"] = gr.HTML(render.empty_results_html(), elem_id="results-empty")
     with gr.Row(elem_id="results", equal_height=False):
-        for name in PROVIDERS:
+        for name in result_cards():
             with gr.Column(
                 visible=False, elem_id=f"result-{name}", elem_classes=["fp-result"], min_width=220
             ) as column:

@@ -10,7 +10,7 @@ Everything in a row is escaped here: the template inserts the strings as they ar
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from html import escape
 from typing import Any
@@ -19,7 +19,7 @@ import gradio as gr
 
 from ..quotes import Quote
 
-__all__ = ["build_picker", "build_select", "picker_rows"]
+__all__ = ["Speed", "auto_rows", "build_picker", "build_select", "picker_rows"]
 
 _READY_CLASS = {
     "server key": "ok", "your key": "ok", "your Hugging Face account": "ok", "demo": "demo",
@@ -28,8 +28,24 @@ _READY_CLASS = {
 #: "Cheapest 3" picks this many.
 QUICK_COUNT = 3
 
-# `value` is whatever the browser holds: anything but a list counts as nothing chosen.
-_TEMPLATE = """<div class="fp-picker">${((chosen) => `
+# `value` is whatever the browser holds: anything but a list counts as nothing chosen. `sort` is the
+# browser's own ("price" or "speed"); `autos` are the automatic choices, below the providers.
+_TEMPLATE = """<div class="fp-picker">${((chosen) => {
+const row = (r) => `
+  <label class="fp-row${r.classes}${chosen.includes(r.id) ? " chosen" : ""}" data-provider="${r.id}">
+    <input type="checkbox" data-id="${r.id}"${chosen.includes(r.id) ? " checked" : ""}>
+    <span class="fp-row-main">
+      <span class="fp-row-name"><span class="fp-label">${r.label}</span>${r.badge}</span>
+      <span class="fp-honours">${r.honours}</span>${r.speed}${r.why}
+    </span>
+    <span class="fp-cost" title="${r.title}">
+      <span class="fp-amount">${r.cost}</span><span class="fp-basis">${r.basis}</span>
+    </span>
+    <span class="fp-ready ${r.ready_class}" title="${r.ready_title}">${r.ready}</span>
+  </label>`;
+const bySpeed = (a, b) => (!a.usable - !b.usable) || ((a.p50 ?? Infinity) - (b.p50 ?? Infinity));
+const shown = sort === "speed" ? [...rows].sort(bySpeed) : rows;
+return `
 <div class="fp-picker-head">
   <span class="fp-picker-title">Providers
     <span class="fp-chosen-count">${chosen.length} of ${rows.length} chosen</span></span>
@@ -39,22 +55,22 @@ _TEMPLATE = """<div class="fp-picker">${((chosen) => `
     <button type="button" class="fp-pick" data-pick="none">Clear</button>
   </span>
 </div>
-<div class="fp-rows" role="group" aria-label="Providers">${rows.map((r) => `
-  <label class="fp-row${r.classes}${chosen.includes(r.id) ? " chosen" : ""}" data-provider="${r.id}">
-    <input type="checkbox" data-id="${r.id}"${chosen.includes(r.id) ? " checked" : ""}>
-    <span class="fp-row-main">
-      <span class="fp-row-name"><span class="fp-label">${r.label}</span>${r.badge}</span>
-      <span class="fp-honours">${r.honours}</span>${r.why}
-    </span>
-    <span class="fp-cost" title="${r.title}">
-      <span class="fp-amount">${r.cost}</span><span class="fp-basis">${r.basis}</span>
-    </span>
-    <span class="fp-ready ${r.ready_class}" title="${r.ready_title}">${r.ready}</span>
-  </label>`).join("")}
-</div>`)(Array.isArray(value) ? value : [])}</div>"""
+<div class="fp-sort" role="group" aria-label="Sort providers by">Sort by
+  <button type="button" class="fp-sort-by${sort === "speed" ? "" : " on"}" data-sort="price"
+    aria-pressed="${sort !== "speed"}">price</button>
+  <button type="button" class="fp-sort-by${sort === "speed" ? " on" : ""}" data-sort="speed"
+    aria-pressed="${sort === "speed"}">speed</button>
+  <span class="fp-sort-note">speed: this app's recent runs, click to saved image</span>
+</div>
+<div class="fp-rows" role="group" aria-label="Providers">${shown.map(row).join("")}</div>
+<div class="fp-autos" role="group" aria-label="Or let the app choose">
+  <span class="fp-autos-title">Or let the app choose: it tries the next one if a provider refuses before
+    billing</span>${autos.map(row).join("")}
+</div>`;
+})(Array.isArray(value) ? value : [])}</div>"""
 
 _JS = """
-const ids = () => (props.rows || []).map((row) => row.id);
+const ids = () => [...(props.rows || []), ...(props.autos || [])].map((row) => row.id);
 const choose = (chosen) => {
   const keep = new Set(chosen);
   props.value = ids().filter((id) => keep.has(id));  // Gradio fires `change` for this
@@ -75,6 +91,8 @@ element.addEventListener("change", (event) => {
   choose(chosen);
 });
 element.addEventListener("click", (event) => {
+  const order = event.target.closest("button[data-sort]");
+  if (order) { props.sort = order.dataset.sort; return; }  // the browser's own: nothing is sent
   const button = event.target.closest("button[data-pick]");
   if (!button) return;
   const usable = (props.rows || []).filter((row) => row.usable).map((row) => row.id);
@@ -84,25 +102,43 @@ element.addEventListener("click", (event) => {
 """
 
 
-def build_picker(chosen: list[str], rows: list[dict[str, Any]]) -> gr.HTML:
+def build_picker(chosen: list[str], rows: list[dict[str, Any]], autos: list[dict[str, Any]]) -> gr.HTML:
     return gr.HTML(
         chosen,
         html_template=_TEMPLATE,
         js_on_load=_JS,
         elem_id="providers",
         rows=rows,
+        autos=autos,
+        sort="price",
         quick=QUICK_COUNT,
         label="Providers",
     )
 
 
-def picker_rows(quotes: Sequence[Quote]) -> list[dict[str, Any]]:
-    """The rows, cheapest usable first; providers that cannot run this request last."""
+#: A provider's recent speed for the request's size class: one line, and its p50 for sorting.
+Speed = tuple[str, float | None]
+
+
+def picker_rows(quotes: Sequence[Quote], speeds: Mapping[str, Speed] | None = None) -> list[dict[str, Any]]:
+    """The rows, cheapest usable first; providers that cannot run this request last. `speeds`: each
+    provider's line of statistics (stats.py), shown under its name and used to sort by speed."""
     ordered = sorted(quotes, key=lambda q: (not q.usable, q.cost is None, q.cost or Decimal(0), q.label))
-    return [_row(q) for q in ordered]
+    return [_row(q, (speeds or {}).get(q.provider)) for q in ordered]
 
 
-def _row(q: Quote) -> dict[str, Any]:
+def auto_rows(previews: Sequence[Quote]) -> list[dict[str, Any]]:
+    """The automatic choices (route.preview): what each would pick now, or why it cannot."""
+    rows = []
+    for q in previews:
+        row = _row(q, None)
+        if q.problems:  # the route's own sentence says what to do
+            row["why"] = f'<span class="fp-why">{escape(q.problems[0])}</span>'
+        rows.append(row)
+    return rows
+
+
+def _row(q: Quote, speed: Speed | None) -> dict[str, Any]:
     rule = q.rule
     title = f"{rule.note} Source: {rule.source}" if rule is not None else "No price known."
     ready, ready_title = str(q.readiness), ""
@@ -126,6 +162,8 @@ def _row(q: Quote) -> dict[str, Any]:
         "title": escape(title, quote=True),
         "honours": _honours_html(q),
         "why": f'<span class="fp-why">{escape(why)}</span>' if why else "",
+        "speed": f'<span class="fp-speed">{escape(speed[0])}</span>' if speed else "",
+        "p50": speed[1] if speed else None,
         "ready": escape(ready),
         "ready_class": _READY_CLASS[q.readiness],
         "ready_title": escape(ready_title, quote=True),

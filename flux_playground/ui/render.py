@@ -11,6 +11,7 @@ from html import escape
 from ..history_models import Spend
 from ..models import GenerationRequest, GenerationResult
 from ..pricing import format_usd
+from ..route_models import RouteReport
 from ..runs import Slot
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "reopened_caption_html",
     "reopened_status_html",
     "result_caption",
+    "route_html",
     "size_html",
     "slot_html",
     "spent_today_html",
@@ -191,6 +193,18 @@ def caption_html(
         f'<div class="fp-slot-caption"><p class="fp-caption">{escape(caption)}</p>'
         f'<p class="fp-sub">{count} image{"s" if count != 1 else ""} · {size}</p>{extra}</div>'
     )
+
+
+def route_html(report: RouteReport) -> str:
+    """Under the automatic card's images: which provider it chose and why, and what it tried first."""
+    served = next((a for a in report.tried if a.outcome == "served"), None)
+    lines = [report.chosen_because]
+    for attempt in report.tried:
+        if attempt.outcome == "failed":
+            billed = "may have been billed" if attempt.billed else "nothing billed"
+            lines.append(f"Tried {attempt.label} first: {attempt.failure or 'failed'} ({billed}).")
+    head = f"Served by {served.label}. " if served is not None else ""
+    return f'<p class="fp-route">{escape(head + " ".join(lines))}</p>'
 
 
 def reopened_status_html(label: str, created_at: float, kept: bool) -> str:

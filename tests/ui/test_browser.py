@@ -580,3 +580,34 @@ def test_a_one_image_provider_makes_as_many_calls_as_images_asked(
     for name in ("deepinfra", "segmind"):
         expect(page.locator(f"#result-{name} .fp-images img")).to_have_count(2)
     page.context.close()
+
+
+def test_the_picker_shows_speed_sorts_by_it_and_offers_the_automatic_choice(
+    browser: Browser, launched: tuple[Launched, EmulatorServer], server: EmulatorServer
+) -> None:
+    """Issue 13: measured speed beside the price, sortable, and "the cheapest that works" on the page,
+    which goes on to the next provider when the first refuses before billing."""
+    page = open_page(browser, launched)
+    rows = page.locator("#providers .fp-rows .fp-row")
+    expect(rows.first.locator(".fp-speed")).to_be_visible()  # "no runs yet" or figures: always said
+    auto = page.locator("#providers .fp-autos .fp-row[data-provider=auto]")
+    expect(auto).to_contain_text("Auto (cheapest): now")
+    cheapest = rows.first.locator(".fp-label").inner_text()
+    cheapest_id = rows.first.get_attribute("data-provider")
+    assert cheapest_id
+    expect(auto).to_contain_text(cheapest)
+
+    page.click("#providers button[data-sort=speed]")
+    expect(page.locator("#providers button[data-sort=speed]")).to_have_attribute("aria-pressed", "true")
+
+    server.inject(cheapest_id, "429")
+    page.fill("#prompt textarea", "a fox chosen by the app")
+    choose(page, [])
+    auto.locator("input").check()
+    expect(page.locator("#generate")).to_have_text(re.compile(r"Generate · ≈ \$[\d.]+"))
+    page.click("#generate")
+    card = page.locator("#result-auto")
+    expect(card.locator(".fp-images img")).to_have_count(1)
+    expect(card.locator(".fp-route")).to_contain_text(f"Tried {cheapest} first: RateLimited (nothing billed)")
+    expect(card.locator(".fp-route")).to_contain_text("Served by")
+    page.context.close()
