@@ -223,6 +223,7 @@ def test_cli_generates_from_the_emulator_and_prices_match_the_docs(server: Any, 
             "estimated_cost_usd",
             "reported_cost_usd",
             "latency_s",
+            "shortfall",
         }
         honours_seed = PROVIDERS[provider].capabilities.seed  # the seed is claimed only where honoured
         assert (printed["provider"], printed["label"]) == (provider, PROVIDERS[provider].label)

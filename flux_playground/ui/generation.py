@@ -4,17 +4,19 @@
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import gradio as gr
+from pydantic import ValidationError
 
 from ..errors import PlaygroundError
 from ..history import History
-from ..models import GenerationResult
+from ..models import GenerationRequest, GenerationResult
 from ..providers import PROVIDERS
 from ..quotes import approximate
 from ..route_models import AUTO, is_auto
-from ..runs import slot_name
+from ..runs import check_providers, slot_name
 from ..service import Playground
 from . import render
 from .form import Form
@@ -67,6 +69,43 @@ class Generation:
             wanted = form.request()
         except PlaygroundError as exc:
             raise refuse(exc.message, title="Cannot generate yet") from None
+        async for update in self._stream(form, names, wanted, result_cards(), profile, request, token):
+            yield update
+
+    def again_for(self, card: str) -> Callable[..., Any]:
+        """The handler of a result card's "Again" button: its provider once more, with the last run's
+        settings and seed (a new run of its own in the history); the other cards stay as they are."""
+
+        async def again(
+            form: Form,
+            profile: gr.OAuthProfile | None = None,
+            request: gr.Request | None = None,
+            token: gr.OAuthToken | None = None,
+        ) -> Any:
+            last = _last_run(form)
+            name = next((n for n in last[1] if slot_name(n) == card), None) if last else None
+            if last is None or name is None:
+                raise refuse("Nothing to run again here: press Generate first.", title="Cannot run again")
+            async for update in self._stream(form, [name], last[0], [card], profile, request, token, last):
+                yield update
+
+        again.__name__ = f"page_generation_again_{card}"
+        return again
+
+    async def _stream(
+        self,
+        form: Form,
+        names: list[str],
+        wanted: GenerationRequest,
+        reset: list[str],
+        profile: gr.OAuthProfile | None,
+        request: gr.Request | None,
+        token: gr.OAuthToken | None,
+        remember: tuple[GenerationRequest, list[str]] | None = None,
+    ) -> Any:
+        """One run streamed into the cards in `reset` (cleared first; a card of no chosen provider is
+        hidden). The page remembers the run as sent (`remember`, else this one: its seed resolved)
+        for the cards' "Again" buttons."""
         identity = resolve_identity(profile, form.browser_id)
         run_id = History.new_run_id()  # one run, however many providers: it reopens as one
         try:
@@ -74,17 +113,19 @@ class Generation:
             async for snap in self.playground.run(
                 wanted,
                 names,
-                api_keys=form.api_keys(names),
+                api_keys=form.api_keys([n for n in names if not is_auto(n)]),
                 hf_token=hf_token(token),
                 person=spend_person(profile, request),
             ):
                 values: dict[str, Any] = {}
                 if first:
                     first = False
-                    values.update(self._start_values(names, snap.request.seed, identity))
+                    values.update(self._start_values(names, reset, snap.request.seed, identity))
+                    remember = remember or (snap.request, names)
                 saved_any = False
                 for name in snap.arrived:
                     slot = snap.slots[name]
+                    values[f"again:{name}"] = gr.update(visible=True)
                     if slot.result is None:
                         values[f"gallery:{name}"] = gr.update(value=None, visible=False)
                         continue
@@ -111,7 +152,8 @@ class Generation:
                 if saved_any:
                     values.update(await self.view.values(identity, form, shown=self.view.page_size))
                 pending = [name for name, slot in snap.slots.items() if not slot.finished]
-                values["run"] = {"pending": pending}
+                assert remember is not None
+                values["run"] = _run_state(pending, *remember)
                 if snap.finished:
                     values["stop"] = gr.update(visible=False)
                 yield ordered(self.outputs, values)
@@ -123,7 +165,9 @@ class Generation:
             log.exception("The page's generation failed")
             raise failed() from None
 
-    def _start_values(self, names: list[str], seed: int | None, identity: Identity) -> dict[str, Any]:
+    def _start_values(
+        self, names: list[str], reset: list[str], seed: int | None, identity: Identity
+    ) -> dict[str, Any]:
         values: dict[str, Any] = {
             "empty": gr.update(visible=False),
             "seed": seed,
@@ -133,10 +177,11 @@ class Generation:
             "generate": gr.update(value="Generating…", interactive=False),
         }
         shown = {slot_name(name) for name in names}
-        for name in result_cards():
+        for name in reset:
             values[f"column:{name}"] = gr.update(visible=name in shown)
             values[f"gallery:{name}"] = gr.update(value=None, visible=False)
             values[f"caption:{name}"] = ""
+            values[f"again:{name}"] = gr.update(visible=False)
         return values
 
     async def _save(
@@ -155,8 +200,31 @@ class Generation:
         """Runs alongside the cancellation: mark the providers still being waited for as stopped."""
         run = form.state.get("run")
         pending = run.get("pending", []) if isinstance(run, dict) else []
-        values: dict[str, Any] = {"stop": gr.update(visible=False), "run": {"pending": []}}
+        values: dict[str, Any] = {"stop": gr.update(visible=False)}
+        if isinstance(run, dict):  # what "Again" runs stays
+            values["run"] = {**run, "pending": []}
         for name in pending:
             if name in PROVIDERS:
                 values[f"status:{name}"] = render.stopped_html(PROVIDERS[name].label)
+            elif name == AUTO:
+                values[f"status:{name}"] = render.stopped_html("Auto")
         return ordered(self.outputs, values)
+
+
+def _run_state(pending: list[str], request: GenerationRequest, names: list[str]) -> dict[str, Any]:
+    """What the page keeps of the last run: who is still awaited (Stop), and the request as sent, its
+    seed resolved, with the providers it went to ("Again"). A few hundred bytes: the prompt is bounded."""
+    return {"pending": pending, "request": request.model_dump(mode="json"), "names": names}
+
+
+def _last_run(form: Form) -> tuple[GenerationRequest, list[str]] | None:
+    """The last run kept in the page's state, checked again (page state is only a hint)."""
+    run = form.state.get("run")
+    if not isinstance(run, dict):
+        return None
+    try:
+        request = GenerationRequest.model_validate(run.get("request"))
+        names = check_providers(run.get("names"))
+    except (ValidationError, PlaygroundError):
+        return None
+    return request, names

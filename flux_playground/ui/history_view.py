@@ -48,9 +48,8 @@ def result_cards() -> list[str]:
 
 
 def card_outputs() -> list[str]:
-    return [
-        f"{part}:{name}" for name in result_cards() for part in ("column", "status", "gallery", "caption")
-    ]
+    parts = ("column", "status", "gallery", "caption", "again")
+    return [f"{part}:{name}" for name in result_cards() for part in parts]
 
 
 def reopen_outputs() -> list[str]:
@@ -250,6 +249,7 @@ class HistoryView:
             items = [i for i in run.items if i.provider == name]
             shown = name in run.providers or bool(items)
             values[f"column:{name}"] = gr.update(visible=shown)
+            values[f"again:{name}"] = gr.update(visible=False)  # "Again" is for the run just made
             values[f"status:{name}"] = render.reopened_status_html(
                 provider.label, run.created_at, bool(items)
             )

@@ -175,7 +175,18 @@ def build_blocks(settings: Settings, handlers: Handlers, *, oauth: bool) -> gr.B
             **private,
         )  # fmt: skip
         run.then(*refresh, **cheap)  # the Generate button back, with its price, however the run ended
-        ui["stop"].click(*form(generation.stop, "run"), c(*generation.outputs), cancels=[run], **cheap).then(
+        runs = [run]
+        for card in result_cards():  # each card's provider once more, with the last run's seed
+            again = ui[f"again:{card}"].click(
+                *form(generation.again_for(card), "run", *filters, *keys),
+                c(*generation.outputs),
+                concurrency_limit=None,
+                show_progress="hidden",
+                **private,
+            )
+            again.then(*refresh, **cheap)
+            runs.append(again)
+        ui["stop"].click(*form(generation.stop, "run"), c(*generation.outputs), cancels=runs, **cheap).then(
             *refresh, **cheap
         )
 
@@ -443,6 +454,13 @@ def _results(ui: dict[str, Any]) -> None:
                     preview=False,
                 )
                 ui[f"caption:{name}"] = gr.HTML(elem_classes=["fp-status"])
+                ui[f"again:{name}"] = gr.Button(
+                    "↻ Again, same seed",
+                    size="sm",
+                    visible=False,
+                    elem_id=f"again-{name}",
+                    elem_classes=["fp-again"],
+                )
 
 
 def _history(ui: dict[str, Any]) -> None:

@@ -611,3 +611,20 @@ def test_the_picker_shows_speed_sorts_by_it_and_offers_the_automatic_choice(
     expect(card.locator(".fp-route")).to_contain_text(f"Tried {cheapest} first: RateLimited (nothing billed)")
     expect(card.locator(".fp-route")).to_contain_text("Served by")
     page.context.close()
+
+
+def test_again_runs_one_card_once_more_with_the_same_seed(
+    browser: Browser, launched: tuple[Launched, EmulatorServer], server: EmulatorServer
+) -> None:
+    """Issue 14's per-card retry: a failed card runs again with the run's seed; the others stay."""
+    page = open_page(browser, launched)
+    server.inject("segmind", "500")
+    generate(page, "a lighthouse at dusk", ["deepinfra", "segmind"])
+    expect(page.locator("#result-segmind .fp-slot.failed")).to_be_visible()
+    seed = page.locator("#result-deepinfra .fp-caption").inner_text()
+    page.click("#again-segmind")
+    expect(page.locator("#result-segmind .fp-images img")).to_have_count(1)
+    expect(page.locator("#result-segmind .fp-caption")).to_contain_text(seed.split(" · ")[0])  # "seed N"
+    expect(page.locator("#result-deepinfra .fp-images img")).to_have_count(1)  # untouched
+    expect(page.locator("#history button.thumbnail-item")).to_have_count(2)
+    page.context.close()

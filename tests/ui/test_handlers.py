@@ -206,7 +206,10 @@ async def test_generate_page_saves_then_shows_each_provider(handlers: Handlers) 
     assert path in {str(item.image_path) for item in saved} and path.endswith(".png")
     assert len(saved) == 2 and {item.seed for item in saved} == {7}
     assert any("seed 7 · " in u.get("caption:deepinfra", "") for u in updates)
-    assert last["stop"]["visible"] is False and last["run"] == {"pending": []}
+    assert last["stop"]["visible"] is False and last["run"]["pending"] == []
+    # What "Again" runs: the request as sent, its seed resolved, and the providers it went to.
+    assert (last["run"]["request"]["seed"], last["run"]["names"]) == (7, ["deepinfra", "segmind"])
+    assert any(u.get("again:deepinfra", {}).get("visible") for u in updates)
 
 
 async def test_one_provider_failing_does_not_hide_the_other(
