@@ -28,11 +28,13 @@ _READY_CLASS = {
 #: "Cheapest 3" picks this many.
 QUICK_COUNT = 3
 
-# `value` is whatever the browser holds: anything but a list counts as nothing chosen. `sort` is the
-# browser's own ("price" or "speed"); `autos` are the automatic choices, below the providers.
+# `value` is whatever the browser holds: anything but a list counts as nothing chosen. `autos` are the
+# automatic choices, below the providers. Sorting by speed is the browser's own: a class on the rows
+# and each row's place by speed (CSS `order`), kept across re-renders by `sync`.
 _TEMPLATE = """<div class="fp-picker">${((chosen) => {
 const row = (r) => `
-  <label class="fp-row${r.classes}${chosen.includes(r.id) ? " chosen" : ""}" data-provider="${r.id}">
+  <label class="fp-row${r.classes}${chosen.includes(r.id) ? " chosen" : ""}" data-provider="${r.id}"
+    style="--by-speed: ${r.speed_rank}">
     <input type="checkbox" data-id="${r.id}"${chosen.includes(r.id) ? " checked" : ""}>
     <span class="fp-row-main">
       <span class="fp-row-name"><span class="fp-label">${r.label}</span>${r.badge}</span>
@@ -43,8 +45,6 @@ const row = (r) => `
     </span>
     <span class="fp-ready ${r.ready_class}" title="${r.ready_title}">${r.ready}</span>
   </label>`;
-const bySpeed = (a, b) => (!a.usable - !b.usable) || ((a.p50 ?? Infinity) - (b.p50 ?? Infinity));
-const shown = sort === "speed" ? [...rows].sort(bySpeed) : rows;
 return `
 <div class="fp-picker-head">
   <span class="fp-picker-title">Providers
@@ -56,13 +56,11 @@ return `
   </span>
 </div>
 <div class="fp-sort" role="group" aria-label="Sort providers by">Sort by
-  <button type="button" class="fp-sort-by${sort === "speed" ? "" : " on"}" data-sort="price"
-    aria-pressed="${sort !== "speed"}">price</button>
-  <button type="button" class="fp-sort-by${sort === "speed" ? " on" : ""}" data-sort="speed"
-    aria-pressed="${sort === "speed"}">speed</button>
+  <button type="button" class="fp-sort-by" data-sort="price">price</button>
+  <button type="button" class="fp-sort-by" data-sort="speed">speed</button>
   <span class="fp-sort-note">speed: this app's recent runs, click to saved image</span>
 </div>
-<div class="fp-rows" role="group" aria-label="Providers">${shown.map(row).join("")}</div>
+<div class="fp-rows" role="group" aria-label="Providers">${rows.map(row).join("")}</div>
 <div class="fp-autos" role="group" aria-label="Or let the app choose">
   <span class="fp-autos-title">Or let the app choose: it tries the next one if a provider refuses before
     billing</span>${autos.map(row).join("")}
@@ -74,12 +72,20 @@ const ids = () => [...(props.rows || []), ...(props.autos || [])].map((row) => r
 const choose = (chosen) => {
   const keep = new Set(chosen);
   props.value = ids().filter((id) => keep.has(id));  // Gradio fires `change` for this
+  setTimeout(sync, 0);  // after the re-render, whose watch may run before the DOM is patched
 };
 // The template re-renders by patching the DOM, which sets the `checked` attribute, not the state of
 // a box the person has already clicked: set that state from the value after each render.
+let bySpeed = false;
 const sync = () => {
   const chosen = new Set(Array.isArray(props.value) ? props.value : []);
   element.querySelectorAll("input[data-id]").forEach((box) => { box.checked = chosen.has(box.dataset.id); });
+  element.querySelector(".fp-rows")?.classList.toggle("by-speed", bySpeed);
+  element.querySelectorAll("button[data-sort]").forEach((button) => {
+    const on = (button.dataset.sort === "speed") === bySpeed;
+    button.classList.toggle("on", on);
+    button.setAttribute("aria-pressed", String(on));
+  });
 };
 // Every prop: a prop's name in quotes here would make Gradio take it for a custom event name.
 watch(Object.keys(props), sync);
@@ -92,13 +98,14 @@ element.addEventListener("change", (event) => {
 });
 element.addEventListener("click", (event) => {
   const order = event.target.closest("button[data-sort]");
-  if (order) { props.sort = order.dataset.sort; return; }  // the browser's own: nothing is sent
+  if (order) { bySpeed = order.dataset.sort === "speed"; sync(); return; }  // nothing is sent
   const button = event.target.closest("button[data-pick]");
   if (!button) return;
   const usable = (props.rows || []).filter((row) => row.usable).map((row) => row.id);
   const picks = {cheapest: usable.slice(0, props.quick), ready: usable, none: []};
   choose(picks[button.dataset.pick] || []);
 });
+sync();  // the sort buttons' state, at load
 """
 
 
@@ -110,7 +117,6 @@ def build_picker(chosen: list[str], rows: list[dict[str, Any]], autos: list[dict
         elem_id="providers",
         rows=rows,
         autos=autos,
-        sort="price",
         quick=QUICK_COUNT,
         label="Providers",
     )
@@ -123,15 +129,24 @@ Speed = tuple[str, float | None]
 def picker_rows(quotes: Sequence[Quote], speeds: Mapping[str, Speed] | None = None) -> list[dict[str, Any]]:
     """The rows, cheapest usable first; providers that cannot run this request last. `speeds`: each
     provider's line of statistics (stats.py), shown under its name and used to sort by speed."""
+    speeds = speeds or {}
     ordered = sorted(quotes, key=lambda q: (not q.usable, q.cost is None, q.cost or Decimal(0), q.label))
-    return [_row(q, (speeds or {}).get(q.provider)) for q in ordered]
+    rows = [_row(q, speeds.get(q.provider)) for q in ordered]
+    # Sorted by speed: usable first, then by p50 (unmeasured last), then by price (their order here).
+    by_speed = sorted(
+        range(len(rows)),
+        key=lambda i: (not ordered[i].usable, rows[i]["p50"] is None, rows[i]["p50"] or 0.0, i),
+    )
+    for rank, i in enumerate(by_speed):
+        rows[i]["speed_rank"] = rank
+    return rows
 
 
 def auto_rows(previews: Sequence[Quote]) -> list[dict[str, Any]]:
     """The automatic choices (route.preview): what each would pick now, or why it cannot."""
     rows = []
     for q in previews:
-        row = _row(q, None)
+        row = _row(q, None) | {"speed_rank": 0}
         if q.problems:  # the route's own sentence says what to do
             row["why"] = f'<span class="fp-why">{escape(q.problems[0])}</span>'
         rows.append(row)

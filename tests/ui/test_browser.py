@@ -161,7 +161,7 @@ def test_the_picker_sorts_by_price_and_offers_quick_choices(
     browser: Browser, launched: tuple[Launched, EmulatorServer]
 ) -> None:
     page = open_page(browser, launched)
-    rows = page.locator("#providers .fp-row")
+    rows = page.locator("#providers .fp-rows .fp-row")
     expect(rows).to_have_count(len(PROVIDERS))
     amounts = [float(text.strip("≈ $")) for text in rows.locator(".fp-amount").all_inner_texts()]
     assert amounts == sorted(amounts)  # cheapest first
@@ -597,19 +597,23 @@ def test_the_picker_shows_speed_sorts_by_it_and_offers_the_automatic_choice(
     assert cheapest_id
     expect(auto).to_contain_text(cheapest)
 
+    expect(page.locator("#providers button[data-sort=price]")).to_have_attribute("aria-pressed", "true")
     page.click("#providers button[data-sort=speed]")
     expect(page.locator("#providers button[data-sort=speed]")).to_have_attribute("aria-pressed", "true")
+    expect(page.locator("#providers .fp-rows")).to_have_class(re.compile(r"\bby-speed\b"))
 
     server.inject(cheapest_id, "429")
     page.fill("#prompt textarea", "a fox chosen by the app")
     choose(page, [])
     auto.locator("input").check()
+    expect(page.locator("#providers input:checked")).to_have_count(1)  # the automatic choice alone
     expect(page.locator("#generate")).to_have_text(re.compile(r"Generate · ≈ \$[\d.]+"))
     page.click("#generate")
     card = page.locator("#result-auto")
     expect(card.locator(".fp-images img")).to_have_count(1)
     expect(card.locator(".fp-route")).to_contain_text(f"Tried {cheapest} first: RateLimited (nothing billed)")
     expect(card.locator(".fp-route")).to_contain_text("Served by")
+    expect(page.locator(f"#result-{cheapest_id}")).to_be_hidden()  # not named: only the automatic card
     page.context.close()
 
 

@@ -55,3 +55,43 @@ def test_every_text_is_escaped() -> None:
     (row,) = picker_rows([hostile])
     assert "<" not in row["label"] + row["id"] + row["title"] and '"' not in row["id"] + row["title"]
     assert "&lt;b&gt;note&lt;/b&gt;" in row["title"]
+
+
+def test_speed_is_shown_and_ranks_usable_measured_providers_first() -> None:
+    quotes = [
+        make("cheap", "0.001"),
+        make("mid", "0.002"),
+        make("dear", "0.003"),
+        make("blocked", "0.0001", problems=("steps must be 1–4",)),
+    ]
+    speeds = {
+        "cheap": ("p50 3.0 s · 100 % ok · 9 runs", 3.0),
+        "mid": ("not enough runs yet (2 of 5)", None),
+        "dear": ("p50 <1.0 s> · 90 % ok · 20 runs", 1.0),
+        "blocked": ("p50 0.5 s · 100 % ok · 8 runs", 0.5),
+    }
+    rows = {row["id"]: row for row in picker_rows(quotes, speeds)}
+    assert {name: row["speed_rank"] for name, row in rows.items()} == {
+        "dear": 0, "cheap": 1, "mid": 2, "blocked": 3,
+    }  # fmt: skip
+    assert rows["dear"]["speed"] == '<span class="fp-speed">p50 &lt;1.0 s&gt; · 90 % ok · 20 runs</span>'
+    assert picker_rows(quotes)[0]["speed"] == ""  # no statistics: nothing claimed
+
+
+def test_the_automatic_choices_say_what_they_would_pick_or_why_not() -> None:
+    from flux_playground.models import GenerationRequest
+    from flux_playground.route import preview
+    from flux_playground.ui.picker import auto_rows
+
+    request = GenerationRequest(prompt="p")
+    quotes = [make("cheap", "0.001"), make("dear", "0.003")]
+    cheapest, fastest = auto_rows(preview(request, quotes, None))
+    assert (cheapest["id"], cheapest["label"], cheapest["cost"]) == (
+        "auto",
+        "Auto (cheapest): now CHEAP",
+        "$0.001",
+    )
+    assert fastest["id"] == "auto:fastest"  # no statistics yet: the cheapest, and it says so when run
+    blocked = auto_rows(preview(request, [make("x", "0.001", readiness="not configured")], None))
+    assert "found no provider that can honour this request" in blocked[0]["why"]
+    assert "blocked" in blocked[0]["classes"]
