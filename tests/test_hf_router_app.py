@@ -14,6 +14,7 @@ import base64
 import hashlib
 import json
 import logging
+import os
 import secrets
 import time
 from collections import Counter
@@ -339,3 +340,40 @@ async def mcp_generate(url: str, token: str, prompt: str) -> str:
                 await session.initialize()
                 arguments = {"prompt": prompt, "providers": ["together"], "width": 512, "height": 512}
                 return (await session.call_tool("generate", arguments)).model_dump_json()
+
+
+@pytest.mark.browser
+def test_the_signed_in_picker_in_a_browser(space: Space) -> None:
+    """What a visitor sees signed out (what signing in gives) and signed in (fal.ai, Replicate and
+    Together ready on their account). Screenshots to $UI_SCREENSHOTS (docs/screenshots/)."""
+    from playwright.sync_api import expect, sync_playwright
+
+    args = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run", "--disable-quic"]
+    folder = os.environ.get("UI_SCREENSHOTS")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=os.environ.get("CHROMIUM", "/usr/bin/chromium"), headless=True, args=args
+        )
+        try:
+            signed_out = browser.new_context(viewport={"width": 1440, "height": 900}).new_page()
+            signed_out.goto(space.url)
+            expect(signed_out.locator("#hf-note-text")).to_contain_text("Sign in with Hugging Face")
+            expect(signed_out.locator("#providers .fp-row[data-provider=fal] .fp-ready")).to_have_text(
+                "needs a key"
+            )
+            host = space.url.split("//")[1].split(":")[0]
+            cookie = session_cookie("ada", f"hf_shot_{secrets.token_hex(6)}")["session"]
+            context = browser.new_context(viewport={"width": 1440, "height": 900})
+            context.add_cookies([{"name": "session", "value": cookie, "domain": host, "path": "/"}])
+            page = context.new_page()
+            page.goto(space.url)
+            expect(page.locator("#hf-note-text")).to_contain_text("Signed in with Hugging Face")
+            for name in ROUTED:
+                expect(page.locator(f"#providers .fp-row[data-provider={name}] .fp-ready")).to_have_text(
+                    "your HF account"
+                )
+            if folder:
+                page.wait_for_timeout(500)
+                page.locator("#controls").screenshot(path=str(Path(folder) / "picker-signed-in-1440.png"))
+        finally:
+            browser.close()
