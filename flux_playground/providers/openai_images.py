@@ -180,6 +180,9 @@ class OwnerEndpoint(ImagesStyle):
     max_size: int = Field(2048, ge=64, le=4096)
     size_multiple: int = Field(8, ge=1, le=256)
     max_images: int = Field(1, ge=1, le=4)
+    #: Its prefix on Hugging Face's router ("/nscale"), if Hugging Face routes it: it can then run on
+    #: a visitor's Hugging Face account too (hf_router.py, docs/providers/hf-router.md).
+    hf_route: str | None = Field(None, pattern=r"^/[a-z0-9-]+$", max_length=40)
 
     @field_validator("key_env", mode="before")
     @classmethod
@@ -235,6 +238,7 @@ def owner_provider(endpoint: OwnerEndpoint) -> OpenAIImages:
             )
         )
         price = endpoint.price
+        hf_route = endpoint.hf_route
 
     Configured.__name__ = Configured.__qualname__ = f"Owner_{endpoint.id.replace('-', '_')}"
     return Configured()

@@ -462,3 +462,29 @@ class TestLocalToken:
         (tmp_path / ".cache" / "huggingface" / "token").write_text("hf_home")
         token = local_token({})
         assert token is not None and token.get_secret_value() == "hf_home"
+
+
+def test_an_owner_endpoint_with_a_router_prefix_runs_through_the_router_too() -> None:
+    """Nscale is reached through an owner-configured OpenAI-style endpoint (README); with `hf_route`
+    Hugging Face's router takes the same body at /nscale/v1/images/generations with the hf_ token."""
+    from flux_playground.providers.openai_images import OwnerEndpoint, owner_provider
+
+    entry = {
+        "id": "nscale", "label": "Nscale", "base_url": "https://inference.api.nscale.com",
+        "model": "black-forest-labs/FLUX.1-schnell", "key_env": "NSCALE_API_KEY", "hf_route": "/nscale",
+    }  # fmt: skip
+    nscale = owner_provider(OwnerEndpoint.model_validate(entry))
+    settings = make_settings()
+    request = GenerationRequest(prompt="a red fox", width=512, height=512, seed=3)
+    direct = nscale.build_call(request, "nscale-key", settings)
+    routed = through_router(nscale)
+    call = routed.build_call(request, check_token(SecretStr(TOKEN)), settings)
+    assert call == ProviderCall(
+        "POST",
+        f"{ROUTER}/nscale/v1/images/generations",
+        {"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"},
+        direct.json,
+    )
+    assert routed.label == "Nscale via Hugging Face"
+    with pytest.raises(ValueError, match="hf_route"):
+        OwnerEndpoint.model_validate({**entry, "hf_route": "https://elsewhere.test"})
