@@ -1,5 +1,6 @@
-"""The public, stateless `generate` API (gradio_client, `/gradio_api/call/generate`): the same run as
-the page, answered with the images and a JSON summary; nothing is kept in a history."""
+"""The public, stateless API (gradio_client): `generate` (`/gradio_api/call/generate`), the same run as
+the page, answered with the images and a JSON summary, nothing kept in a history; and `stats`, the
+providers' measured speed and reliability."""
 
 # No `from __future__ import annotations`: Gradio evaluates handler annotations (see controls.py).
 
@@ -30,6 +31,16 @@ class Api:
         self.playground, self.scratch = playground, scratch
         #: Set by build_page: drops the server-side session Gradio made for one API call.
         self.forget_session: Callable[[str], None] | None = None
+
+    async def stats(self) -> dict[str, Any]:
+        """How fast and how reliably each provider answered this app's recent runs (no prompts, no
+        people): per provider and size class, p50/p95 seconds from the call to the saved image, the
+        share of runs that gave an image, the latest failure and when, and how many runs that rests on."""
+        try:
+            return (await self.playground.stats()).model_dump(mode="json")
+        except Exception:
+            log.exception("The statistics could not be read")
+            raise failed() from None
 
     async def generate(
         self,

@@ -136,6 +136,8 @@ def build_blocks(settings: Settings, handlers: Handlers, *, oauth: bool) -> gr.B
         ui["api_gallery"] = gr.Gallery(visible=False, format="png", label="Images")
         ui["api_summary"] = gr.JSON(visible=False, label="Summary")
         ui["api_trigger"] = gr.Button(visible=False, elem_id="api-generate")
+        ui["api_stats"] = gr.JSON(visible=False, label="Statistics")
+        ui["api_stats_trigger"] = gr.Button(visible=False, elem_id="api-stats")
         # Any automatic route is taken ("auto:cheapest:0.004"); the two plain ones are listed in the schema.
         routes = [("Auto: the cheapest ready provider", "auto"), ("Auto: the fastest", "auto:fastest")]
         ui["api_providers"] = gr.CheckboxGroup(
@@ -212,6 +214,14 @@ def build_blocks(settings: Settings, handlers: Handlers, *, oauth: bool) -> gr.B
             *form(history.undo, *filters, "deleted", "history_ids"), c(*DELETE_OUTPUTS), **queued
         )
 
+        ui["api_stats_trigger"].click(
+            handlers.api.stats,
+            None,
+            ui["api_stats"],
+            api_name="stats",
+            api_visibility="public",
+            concurrency_limit=None,  # a read of a small report, cached for 5 s (Playground.stats)
+        )
         ui["api_trigger"].click(
             _gallery_as_sent(handlers.api.generate),
             c(

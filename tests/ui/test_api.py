@@ -72,10 +72,11 @@ def test_readable_errors(client: Client) -> None:
         client.predict("a fox", ["atlascloud"], 2048, 1024, 4, -1, 1, "", "", api_name="/generate")
 
 
-def test_only_generate_is_public(launched: tuple[Launched, EmulatorServer]) -> None:
+def test_only_generate_and_stats_are_public(launched: tuple[Launched, EmulatorServer]) -> None:
     url = launched[0].url
     info = httpx.get(f"{url}gradio_api/info").json()
-    assert list(info["named_endpoints"]) == ["/generate"]
+    assert sorted(info["named_endpoints"]) == ["/generate", "/stats"]
+    assert info["named_endpoints"]["/stats"]["parameters"] == []
     assert info["unnamed_endpoints"] == {}
     parameters = [p["parameter_name"] for p in info["named_endpoints"]["/generate"]["parameters"]]
     assert parameters == [
@@ -240,3 +241,13 @@ def test_agents_ask_for_auto_and_read_the_statistics(launched: tuple[Launched, E
         s for s in report["providers"] if (s["provider"], s["size_class"]) == ("deepinfra", "small")
     )
     assert deepinfra["runs"] >= 1 and deepinfra["label"] == "DeepInfra"
+
+
+def test_the_api_reads_the_statistics(client: Client) -> None:
+    """Issue 13: the statistics from the API too, as the CLI and MCP give them; nothing personal."""
+    client.predict("a fox for the figures", ["deepinfra"], 512, 512, 4, 5, 1, "", "", api_name="/generate")
+    report = client.predict(api_name="/stats")
+    assert set(report) == {"demo", "as_of", "window_days", "max_runs", "min_runs", "providers"}
+    deepinfra = [s for s in report["providers"] if s["provider"] == "deepinfra" and s["runs"]]
+    assert deepinfra and deepinfra[0]["ok"] >= 1 and deepinfra[0]["summary"]
+    assert "a fox for the figures" not in str(report)
