@@ -408,10 +408,11 @@ def test_the_history_filter_is_a_native_select_that_leaves_nothing_behind(
     page.context.close()
 
 
+@pytest.mark.parametrize("width", [1440, 390])
 def test_a_past_run_reopens_as_it_was_shown(
-    browser: Browser, launched: tuple[Launched, EmulatorServer]
+    browser: Browser, launched: tuple[Launched, EmulatorServer], width: int
 ) -> None:
-    page = open_page(browser, launched)
+    page = open_page(browser, launched, width=width)
     generate(page, "a lighthouse at dusk", ["deepinfra", "segmind"])
     generate(page, "a fox in the snow", ["atlascloud"])
     expect(page.locator("#result-deepinfra")).to_be_hidden()
@@ -425,7 +426,7 @@ def test_a_past_run_reopens_as_it_was_shown(
         expect(card.locator(".fp-caption")).to_contain_text("seed ")
     expect(page.locator("#result-atlascloud")).to_be_hidden()
     page.locator("#output").scroll_into_view_if_needed()
-    screenshot(page, "reopened-run-1280.png", "#output")
+    screenshot(page, f"reopened-run-{width}.png", "#output")
     page.context.close()
 
 
@@ -434,7 +435,7 @@ def test_the_viewer_pages_copies_and_downloads_under_a_name_that_says_what_it_is
 ) -> None:
     """Issue 14's viewer: arrows and buttons page through the history, Escape closes, copy prompt and
     seed, a descriptive file name, and a whole run as one zip."""
-    page = open_page(browser, launched)
+    page = open_page(browser, launched, width=1440)
     page.context.grant_permissions(["clipboard-read", "clipboard-write"])
     generate(page, "a lighthouse at dusk", ["deepinfra", "segmind"])
     generate(page, "a fox in the snow", ["atlascloud"])
@@ -461,7 +462,7 @@ def test_the_viewer_pages_copies_and_downloads_under_a_name_that_says_what_it_is
     page.keyboard.press("ArrowLeft")
     expect(position).to_have_text("2 of 3")
     page.locator("#details-text").click()
-    screenshot(page, "viewer-1280.png", "#history-section")
+    screenshot(page, "viewer-1440.png", "#history-section")
     nav = [page.locator(f"#viewer-{part}").bounding_box() for part in ("prev", "position", "next", "close")]
     assert all(box and abs(box["y"] - nav[0]["y"]) < 12 for box in nav), nav  # type: ignore[index]  # one line
 
@@ -568,9 +569,9 @@ def test_a_one_image_provider_makes_as_many_calls_as_images_asked(
 ) -> None:
     """Found: with 2 images per provider Segmind was blocked (it makes one per call) yet still counted."""
     page = open_page(browser, launched)
-    choose(page, ["deepinfra", "segmind"])
     open_advanced(page)
-    set_slider(page, "num-images", 2)
+    set_slider(page, "num-images", 2)  # first: the picker's updates that follow never touch it
+    choose(page, ["deepinfra", "segmind"])
     expect(page.locator("#num-images")).to_contain_text("Segmind: one call per image")
     segmind = page.locator("#providers .fp-row[data-provider=segmind]")
     expect(segmind).not_to_have_class(re.compile("blocked"))
