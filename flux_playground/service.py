@@ -99,13 +99,16 @@ class Playground:
             self._guard = Guard(self.settings)
         return self._guard
 
-    async def stats(self) -> Stats:
+    async def stats(self, *, fresh: bool = True) -> Stats:
         """How fast and how reliably each provider answered this app's recent runs, per size class
         (stats.py); demo runs in demo mode, real runs otherwise. Runs that ended before the call
-        are in it (their rows are written first, for at most a second)."""
-        await self.evidence.drain(timeout=1.0)
+        are in it (their rows are written first, for at most a second). `fresh=False` (the page's
+        picker, on every change of a control): whatever was read in the last 5 s, without waiting."""
+        if fresh:
+            await self.evidence.drain(timeout=1.0)
         cached, written = self._stats, self._rows_written
-        if cached is not None and cached[1] == written and time.monotonic() - cached[0] < _STATS_FRESH_S:
+        recent = cached is not None and time.monotonic() - cached[0] < _STATS_FRESH_S
+        if cached is not None and recent and (not fresh or cached[1] == written):
             return cached[2]
         read = await asyncio.to_thread(stats, self.settings)
         self._stats = (time.monotonic(), written, read)  # stale as soon as another row is written

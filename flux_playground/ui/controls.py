@@ -175,7 +175,7 @@ class Controls:
         if request is None:
             return {}, []
         try:
-            figures = await self.playground.stats()
+            figures = await self.playground.stats(fresh=False)
         except Exception as exc:  # no statistics: prices alone, as before
             log.warning("Could not read the provider statistics: %s", exc)
             return {}, preview(request, quotes, None)

@@ -329,6 +329,12 @@ def _controls(ui: dict[str, Any], settings: Settings, handlers: Handlers) -> Non
         cache_examples=False,
         elem_id="examples",
     )
+    # Generate right under the prompt, on every screen: its label carries the price of the choice below.
+    with gr.Row(elem_id="actions"):
+        ui["generate"] = gr.Button("Generate", variant="primary", size="lg", elem_id="generate", scale=4)
+        ui["stop"] = gr.Button(
+            "Stop", variant="stop", size="lg", elem_id="stop", visible=False, scale=1, min_width=90
+        )
     chosen = default_providers(handlers)
     request = pricing_request(*PRESETS["1:1"], DEFAULT_STEPS, 1)
     quotes = handlers.playground.quote(request)
@@ -338,11 +344,6 @@ def _controls(ui: dict[str, Any], settings: Settings, handlers: Handlers) -> Non
     # What signing in with Hugging Face gives, on a Space that asks for it (controls.update fills it in).
     ui["hf_note"] = gr.HTML(elem_id="hf-note", visible=settings.hf_sign_in)
     gr.HTML(f'<p class="fp-fine" id="prices-note">{render.PRICES_NOTE}</p>')
-    with gr.Row(elem_id="actions"):
-        ui["generate"] = gr.Button("Generate", variant="primary", size="lg", elem_id="generate", scale=4)
-        ui["stop"] = gr.Button(
-            "Stop", variant="stop", size="lg", elem_id="stop", visible=False, scale=1, min_width=90
-        )
     with gr.Group(elem_id="size-group"):
         ui["preset"] = gr.Radio(
             [*PRESETS, CUSTOM],

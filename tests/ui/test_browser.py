@@ -66,8 +66,10 @@ def open_page(browser: Browser, launched: tuple[Launched, EmulatorServer], width
     page = browser.new_context(viewport={"width": width, "height": 900}).new_page()
     page.set_default_timeout(TIMEOUT)
     page.goto(launched[0].url)
-    # Ready once the history has loaded (the browser id is set by then).
+    # Ready once the history has loaded (the browser id is set by then) and the controls' first
+    # update has come back (it prices the Generate button): nothing typed before is overwritten.
     expect(page.locator("#history-count")).to_contain_text("private to")
+    expect(page.locator("#generate")).to_have_text(re.compile(r"^\s*Generate ·"))
     return page
 
 
@@ -84,11 +86,20 @@ def choose(page: Page, names: list[str]) -> None:
 
 
 def set_slider(page: Page, elem_id: str, value: int) -> None:
+    """Type the value into the slider's number box. A controls update that lands while typing
+    re-renders the slider (its label changes) and drops what was not yet committed: type again."""
     number = page.locator(f"#{elem_id} input[type=number]")
-    number.fill(str(value))
-    number.press("Enter")
-    number.blur()
-    expect(page.locator(f"#{elem_id} input[type=range]")).to_have_value(str(value))
+    rng = page.locator(f"#{elem_id} input[type=range]")
+    for _ in range(3):
+        number.fill(str(value))
+        number.press("Enter")
+        number.blur()
+        try:
+            expect(rng).to_have_value(str(value), timeout=3000)
+            return
+        except AssertionError:
+            continue
+    expect(rng).to_have_value(str(value))
 
 
 def open_advanced(page: Page) -> None:
@@ -627,7 +638,9 @@ def test_again_runs_one_card_once_more_with_the_same_seed(
     generate(page, "a lighthouse at dusk", ["deepinfra", "segmind"])
     expect(page.locator("#result-segmind .fp-slot.failed")).to_be_visible()
     seed = page.locator("#result-deepinfra .fp-caption").inner_text()
-    page.click("#again-segmind")
+    again = page.locator("#again-segmind")
+    expect(again).to_be_visible()
+    again.click()
     expect(page.locator("#result-segmind .fp-images img")).to_have_count(1)
     expect(page.locator("#result-segmind .fp-caption")).to_contain_text(seed.split(" · ")[0])  # "seed N"
     expect(page.locator("#result-deepinfra .fp-images img")).to_have_count(1)  # untouched
