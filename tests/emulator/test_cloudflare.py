@@ -24,12 +24,6 @@ FREE_ALLOCATION = (
 
 
 @pytest.fixture
-def emu(emulator: EmulatorServer) -> EmulatorServer:
-    emulator.reset()
-    return emulator
-
-
-@pytest.fixture
 def client() -> Iterator[httpx.Client]:
     with httpx.Client(timeout=10.0, trust_env=False) as session:
         yield session

@@ -37,12 +37,6 @@ def _clean(emu: EmulatorServer) -> None:
     emu.reset()
 
 
-@pytest.fixture(scope="module")
-def client() -> Iterator[httpx.Client]:
-    with httpx.Client(timeout=10.0, trust_env=False) as c:
-        yield c
-
-
 def decode(data: bytes) -> Image.Image:
     img = Image.open(io.BytesIO(data))
     img.load()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import io
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -16,19 +15,6 @@ from flux_playground.emulator import EmulatorServer
 from flux_playground.emulator.fal import PRESETS
 
 AUTH = {"Authorization": "Key emu-id:emu-secret"}
-
-
-@pytest.fixture
-def emu(emulator: EmulatorServer) -> EmulatorServer:
-    """The session's emulator (tests/conftest.py), reset for each test."""
-    emulator.reset()
-    return emulator
-
-
-@pytest.fixture(scope="module")
-def client() -> Iterator[httpx.Client]:
-    with httpx.Client(timeout=10.0, trust_env=False) as c:
-        yield c
 
 
 def fal(

@@ -19,12 +19,6 @@ AUTH = {"Authorization": "Bearer test-key"}
 JSON = {**AUTH, "Accept": "application/json"}
 
 
-@pytest.fixture
-def emu(emulator: EmulatorServer) -> EmulatorServer:
-    emulator.reset()
-    return emulator
-
-
 def post(emu: EmulatorServer, headers: dict[str, str] | None = None, **fields: Any) -> httpx.Response:
     body = {"prompt": "a red fox", "aspect_ratio": "1:1", "num_inference_steps": 4, "seed": 7, **fields}
     return httpx.post(

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -20,18 +19,6 @@ from flux_playground.emulator.hf_router import NAME, OUT_OF_CREDITS, ROUTED, UNA
 
 TOKEN = "hf_emulatorTest1"
 TOGETHER = {"model": "black-forest-labs/FLUX.1-schnell", "prompt": "a red fox", "width": 512, "height": 512}
-
-
-@pytest.fixture
-def emu(emulator: EmulatorServer) -> EmulatorServer:
-    emulator.reset()
-    return emulator
-
-
-@pytest.fixture(scope="module")
-def client() -> Iterator[httpx.Client]:
-    with httpx.Client(timeout=10.0, trust_env=False) as c:
-        yield c
 
 
 def together(

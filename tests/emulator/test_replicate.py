@@ -20,13 +20,6 @@ AUTH = {"Authorization": "Bearer r8_test"}
 CREATE = "/v1/models/black-forest-labs/flux-schnell/predictions"
 
 
-@pytest.fixture
-def emu(emulator: EmulatorServer) -> EmulatorServer:
-    """The session's emulator (tests/conftest.py), fresh for each test."""
-    emulator.reset()
-    return emulator
-
-
 @pytest.fixture(scope="module")
 def client() -> Iterator[httpx.Client]:
     with httpx.Client(timeout=10.0, trust_env=False) as session:

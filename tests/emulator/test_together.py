@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import io
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -22,12 +21,6 @@ AUTH = {"Authorization": "Bearer test-key"}
 def emu(emulator: EmulatorServer) -> EmulatorServer:
     emulator.reset()  # the session's emulator (tests/conftest.py), as a new one
     return emulator
-
-
-@pytest.fixture(scope="module")
-def client() -> Iterator[httpx.Client]:
-    with httpx.Client(timeout=10.0, trust_env=False) as c:
-        yield c
 
 
 def generate(
