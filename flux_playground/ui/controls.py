@@ -39,10 +39,7 @@ __all__ = ["CONTROL_OUTPUTS", "Controls", "generate_label", "pricing_request"]
 
 CONTROL_OUTPUTS = [
     "providers", "generate", "nearest", "steps", "sampler", "scheduler", "size_info", "num_images", "hf_note",
-    "slider_labels",
 ]  # fmt: skip
-#: The sliders' labels as built (layout.py); `slider_labels` (page state) holds the ones last sent.
-SLIDER_LABELS = {"steps": "Steps", "num_images": "Images per provider"}
 
 
 def pricing_request(width: int, height: int, steps: object, num_images: object) -> GenerationRequest | None:
@@ -105,18 +102,6 @@ def _per_call(capabilities: dict[str, Capabilities], names: list[str]) -> str:
     return "image" if sizes == {1} else "few images"
 
 
-def _slider_labels(form: Form, labels: dict[str, str]) -> dict[str, Any]:
-    """A slider's new label, only when it changes: any update re-renders the slider, which drops a
-    number being typed into it (seen right after the page loads, when the first update lands)."""
-    sent = form.state.get("slider_labels")
-    sent = sent if isinstance(sent, dict) else SLIDER_LABELS
-    values: dict[str, Any] = {
-        name: gr.update(label=label) for name, label in labels.items() if sent.get(name) != label
-    }
-    values["slider_labels"] = labels if values else gr.skip()
-    return values
-
-
 def _who(names: Sequence[str]) -> str:
     return ", ".join(PROVIDERS[name].label for name in names)
 
@@ -156,12 +141,14 @@ class Controls:
         if split:
             images_label += f" — {_who(split)}: one call per {_per_call(capabilities, split)}"
         values: dict[str, Any] = {
+            "num_images": gr.update(label=images_label),
             "providers": gr.update(rows=picker_rows(quotes, speeds), autos=auto_rows(autos)),
             "generate": gr.update(
                 value=generate_label([*quotes, *autos], picked),
                 interactive=any(q.usable for q in [*quotes, *autos] if q.provider in picked),
             ),
             "nearest": _nearest_button(fitting_size(quotes, chosen)),
+            "steps": gr.update(label=steps_label),
             "size_info": render.size_html(width, height, describe_size(width, height)),
         }
         if self.settings.hf_sign_in:
@@ -179,7 +166,6 @@ class Controls:
                 interactive=bool(usable),
                 info=info,
             )
-        values.update(_slider_labels(form, {"steps": steps_label, "num_images": images_label}))
         return ordered(CONTROL_OUTPUTS, values)
 
     async def _evidence(

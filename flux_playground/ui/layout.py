@@ -15,7 +15,7 @@ from ..providers import PROVIDERS
 from ..route import preview
 from ..settings import Settings
 from . import render
-from .controls import CONTROL_OUTPUTS, SLIDER_LABELS, pricing_request
+from .controls import CONTROL_OUTPUTS, pricing_request
 from .form import KEY_PREFIX, Form, key_field
 from .handlers import Handlers
 from .history_view import (
@@ -117,7 +117,6 @@ def build_blocks(settings: Settings, handlers: Handlers, *, oauth: bool) -> gr.B
         ui["history_ids"] = gr.State([])
         ui["selected"] = gr.State(None)
         ui["deleted"] = gr.State(None)  # the id the Undo button can bring back
-        ui["slider_labels"] = gr.State(dict(SLIDER_LABELS))  # as last sent (controls._slider_labels)
 
         with gr.Row(elem_id="topbar", equal_height=True):
             gr.HTML(render.header_html(), elem_id="header")
@@ -152,7 +151,7 @@ def build_blocks(settings: Settings, handlers: Handlers, *, oauth: bool) -> gr.B
         keys = [key_field(name) for name in PROVIDERS]
         controls, generation, history = handlers.controls, handlers.generation, handlers.history
         priced = ("providers", "width", "height", "steps", "num_images")
-        refresh = (*form(controls.update, *priced, *keys, "slider_labels"), c(*CONTROL_OUTPUTS))
+        refresh = (*form(controls.update, *priced, *keys), c(*CONTROL_OUTPUTS))
         gr.on(
             # Keys on blur, not per keystroke: a pasted key travels only when it is complete.
             [demo.load, *(ui[name].change for name in priced), *(ui[key].blur for key in keys)],
@@ -387,7 +386,7 @@ def _controls(ui: dict[str, Any], settings: Settings, handlers: Handlers) -> Non
             value=DEFAULT_STEPS,
             step=1,
             precision=0,
-            label=SLIDER_LABELS["steps"],
+            label="Steps",
             elem_id="steps",
             info="FLUX.1 [schnell] is distilled for 1–4 steps; more rarely helps.",
         )
@@ -409,7 +408,7 @@ def _controls(ui: dict[str, Any], settings: Settings, handlers: Handlers) -> Non
             value=1,
             step=1,
             precision=0,
-            label=SLIDER_LABELS["num_images"],
+            label="Images per provider",
             elem_id=elem_id("num_images"),
         )
         with gr.Row():
