@@ -144,7 +144,9 @@ def test_memory_stays_flat_under_the_session_attack(tmp_path: Path) -> None:
     Now a session keeps no values and at most SESSION_CAPACITY sessions are kept, each about 40 KB of
     heap once the controls' update has run with nine providers (compat/gradio.py), and the controls
     run on the event loop (controls.py): the first wave fills the sessions up to the cap, a second
-    wave as large adds nothing.
+    wave as large adds nothing. The first wave measured 99–105 MB here and 123 MB once in CI
+    (2026-12-02, after the page gained the viewer, the automatic card and a button per card):
+    150 MB bounds it; the second wave, the cap at work, stays under 15 MB.
     """
     with running_app(tmp_path, FLUX_PLAYGROUND_PER_USER_REQUESTS_PER_MINUTE="1") as (server, url):
         controls = page_fn_index(url, "providers", "change")
@@ -173,7 +175,7 @@ def test_memory_stays_flat_under_the_session_attack(tmp_path: Path) -> None:
             start = _rss_mb(server.pid)
             first = wave("a")
             second = wave("b")
-    assert first - start < 120, f"RSS grew {first - start:.0f} MB with the sessions filled to the cap"
+    assert first - start < 150, f"RSS grew {first - start:.0f} MB with the sessions filled to the cap"
     assert second - first < 15, f"RSS grew {second - first:.0f} MB more once the cap was reached"
 
 
