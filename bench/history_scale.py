@@ -32,7 +32,6 @@ from PIL import Image, ImageFilter
 
 from flux_playground import history as history_module
 from flux_playground import history_files, history_rows
-from flux_playground.db import transaction
 from flux_playground.history import MAX_THUMBNAIL_BYTES, History, HistoryItem
 from flux_playground.images import to_png_with_metadata, verify_image
 from flux_playground.models import GeneratedImage, GenerationRequest, GenerationResult
@@ -121,11 +120,11 @@ def _clone_rows(store: History, owner: str, real: list[HistoryItem], count: int,
         items.append(source.model_copy(update={**update, "provider": provider, **files}))
         request = GenerationRequest(prompt=prompt, width=source.width, height=source.height, seed=source.seed)
         results.append((run_id, created_at, _result_of(provider, request)))
-    with store._lock, transaction(store._conn):
-        history_rows.insert_items(store._conn, key, items)
+    with store._db.writing() as sql:
+        history_rows.insert_items(sql, store._db.dialect, key, items)
         for run_id, created_at, result in results:
-            history_rows.record_run(store._conn, key, run_id, created_at, result, RUN_PROVIDERS)
-            history_rows.record_result(store._conn, key, run_id, created_at, result)
+            history_rows.record_run(sql, key, run_id, created_at, result, RUN_PROVIDERS)
+            history_rows.record_result(sql, key, run_id, created_at, result)
 
 
 def _result_of(provider: str, request: GenerationRequest) -> GenerationResult:
@@ -155,14 +154,14 @@ async def _searches(repeats: int, store: History) -> dict[str, dict[str, Any]]:
     """Every search with the full-text index, then with substring matching, on the same database."""
     figures: dict[str, dict[str, Any]] = {}
     for mode in ("fts", "like"):
-        store._full_text = mode == "fts"
+        store._search = "fts5" if mode == "fts" else "like"
         figures[mode] = {}
         for name, query in SEARCHES.items():
             times, found = await _timed(repeats, store, query)
             figures[mode][name] = {**summary_ms(times), "found": found}
         times, found = await _timed(repeats, store, SEARCHES["two_words"], runs=True)
         figures[mode]["runs_two_words"] = {**summary_ms(times), "found": found}
-    store._full_text = True
+    store._search = "fts5"
     return figures
 
 

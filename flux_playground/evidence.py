@@ -5,10 +5,12 @@
     evidence.recent(demo=False)           # the rows the statistics rest on (stats.py)
 
 One row per provider outcome of `runs.run` (a result or a failure), in `evidence.sqlite3` in the data
-directory: its own file, not history's, so that writing a row never waits for (or holds up) the
-history and spend-ledger writes people are waiting on, and so the file can be deleted or shared on
-its own. A row holds nothing that points to a person: no prompt, no owner, no address, no seed, no
-request id, and the time only to the minute. Demo-mode rows are flagged and never mixed with real ones.
+directory, or, with FLUX_PLAYGROUND_DATABASE_URL, in PostgreSQL, where every replica's runs count
+together (database.py). The SQLite file is its own, not history's, so that writing a row never waits
+for (or holds up) the history and spend-ledger writes people are waiting on, and so the file can be
+deleted or shared on its own. A row holds nothing that points to a person: no prompt, no owner, no
+address, no seed, no request id, and the time only to the minute. Demo-mode rows are flagged and
+never mixed with real ones.
 
 Bounded: a row older than the window, or beyond the newest `MAX_RUNS` of its provider, size class and
 mode, is never read again and is deleted as rows come in, so the file holds at most MAX_RUNS rows per
@@ -22,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -30,7 +31,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from .db import migrate, open_db, transaction
+from pydantic import SecretStr
+
+from .database import Database, Step, open_database
 
 __all__ = ["EVIDENCE_FILE", "MAX_RUNS", "WINDOW_S", "Evidence", "RunRow"]
 
@@ -42,14 +45,26 @@ WINDOW_S = 7 * 24 * 3600.0
 MAX_RUNS = 200
 #: Rows waiting for the writer thread beyond which new rows are dropped.
 MAX_PENDING = 1000
+_INDEXES = (
+    "CREATE INDEX runs_group ON runs (demo, provider, size_class, id)",
+    "CREATE INDEX runs_at ON runs (at)",
+)
 _STEPS = [
-    [
-        "CREATE TABLE runs (id INTEGER PRIMARY KEY, provider TEXT NOT NULL, size_class TEXT NOT NULL,"
-        " demo INTEGER NOT NULL, ok INTEGER NOT NULL, latency_s REAL, job_s REAL, failure TEXT,"
-        " at REAL NOT NULL)",
-        "CREATE INDEX runs_group ON runs (demo, provider, size_class, id)",
-        "CREATE INDEX runs_at ON runs (at)",
-    ],
+    Step(
+        sqlite=(
+            "CREATE TABLE runs (id INTEGER PRIMARY KEY, provider TEXT NOT NULL, size_class TEXT NOT NULL,"
+            " demo INTEGER NOT NULL, ok INTEGER NOT NULL, latency_s REAL, job_s REAL, failure TEXT,"
+            " at REAL NOT NULL)",
+            *_INDEXES,
+        ),
+        postgres=(
+            "CREATE TABLE runs (id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+            " provider TEXT NOT NULL, size_class TEXT NOT NULL, demo INTEGER NOT NULL,"
+            " ok INTEGER NOT NULL, latency_s DOUBLE PRECISION, job_s DOUBLE PRECISION, failure TEXT,"
+            " at DOUBLE PRECISION NOT NULL)",
+            *_INDEXES,
+        ),
+    ),
 ]
 _COLUMNS = "provider, size_class, demo, ok, latency_s, job_s, failure, at"
 #: One writer thread for every Evidence in the process: rows are small and writes are quick.
@@ -77,11 +92,17 @@ def to_the_minute(seconds: float) -> float:
 
 
 class Evidence:
-    def __init__(self, data_dir: Path, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        database_url: SecretStr | str | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.path = data_dir / EVIDENCE_FILE
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._db: sqlite3.Connection | None = None
+        self._url, self._clock = database_url, clock
+        self._lock = threading.Lock()  # guards opening only; the database serves threads itself
+        self._db: Database | None = None
         self._pending: set[Future[None]] = set()
         #: Called (on the writer thread) after each row is written, e.g. to drop cached figures.
         self.on_write: Callable[[], None] | None = None
@@ -111,22 +132,21 @@ class Evidence:
 
     def record(self, row: RunRow) -> None:
         """Write one row and drop what its group no longer needs (blocking: a worker thread's job)."""
-        with self._lock:
-            conn = self._connect(create=True)
-            assert conn is not None
-            with transaction(conn):
-                conn.execute(
-                    f"INSERT INTO runs ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (row.provider, row.size_class, int(row.demo), int(row.ok), row.latency_s, row.job_s,
-                     row.failure, to_the_minute(row.at or self._clock())),
-                )  # fmt: skip
-                conn.execute(
-                    "DELETE FROM runs WHERE demo = ? AND provider = ? AND size_class = ? AND id <= ("
-                    "SELECT id FROM runs WHERE demo = ? AND provider = ? AND size_class = ?"
-                    " ORDER BY id DESC LIMIT 1 OFFSET ?)",
-                    (*(int(row.demo), row.provider, row.size_class) * 2, MAX_RUNS),
-                )
-                conn.execute("DELETE FROM runs WHERE at < ?", (self._clock() - WINDOW_S,))
+        db = self._database(create=True)
+        assert db is not None
+        with db.writing() as conn:
+            conn.execute(
+                f"INSERT INTO runs ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (row.provider, row.size_class, int(row.demo), int(row.ok), row.latency_s, row.job_s,
+                 row.failure, to_the_minute(row.at or self._clock())),
+            )  # fmt: skip
+            conn.execute(
+                "DELETE FROM runs WHERE demo = ? AND provider = ? AND size_class = ? AND id <= ("
+                "SELECT id FROM runs WHERE demo = ? AND provider = ? AND size_class = ?"
+                " ORDER BY id DESC LIMIT 1 OFFSET ?)",
+                (*(int(row.demo), row.provider, row.size_class) * 2, MAX_RUNS),
+            )
+            conn.execute("DELETE FROM runs WHERE at < ?", (self._clock() - WINDOW_S,))
 
     async def drain(self, timeout: float = 5.0) -> None:
         """Wait (without blocking the loop) until the rows submitted so far are written."""
@@ -139,10 +159,10 @@ class Evidence:
     def recent(self, *, demo: bool) -> list[RunRow]:
         """The rows inside the window, newest first, at most MAX_RUNS per provider and size class
         (blocking). Nothing recorded yet: no rows, and no file is made."""
-        with self._lock:
-            conn = self._connect(create=False)
-            if conn is None:
-                return []
+        db = self._database(create=False)
+        if db is None:
+            return []
+        with db.reading() as conn:
             found = conn.execute(
                 f"SELECT {_COLUMNS} FROM runs WHERE demo = ? AND at >= ? ORDER BY id DESC",
                 (int(demo), self._clock() - WINDOW_S),
@@ -162,10 +182,16 @@ class Evidence:
                 self._db.close()
                 self._db = None
 
-    def _connect(self, *, create: bool) -> sqlite3.Connection | None:
-        if self._db is None:
-            if not create and not self.path.exists():
-                return None
-            self._db = open_db(self.path)
-            migrate(self._db, "evidence", _STEPS)
-        return self._db
+    def _database(self, *, create: bool) -> Database | None:
+        with self._lock:
+            if self._db is None:
+                if self._url is None and not create and not self.path.exists():
+                    return None  # nothing recorded yet, and reading makes no file
+                db = open_database(self.path, self._url, name="statistics", pool_size=2)
+                try:
+                    db.migrate("evidence", _STEPS)
+                except BaseException:
+                    db.close()
+                    raise
+                self._db = db
+            return self._db

@@ -2,9 +2,13 @@
 
 Layout under the data directory:
 
-    history.sqlite3                       the index: one row per image (history_schema.py)
+    history.sqlite3                       the index: one row per image (history_schema.py), or the
+                                          PostgreSQL database of FLUX_PLAYGROUND_DATABASE_URL
     images/<owner_dir>/<id>.png           exactly the bytes of GeneratedImage.png (metadata included)
     images/<owner_dir>/<id>.webp          a thumbnail of at most MAX_THUMBNAIL_BYTES
+
+With PostgreSQL, every replica shares the database and the data directory (a mounted volume), and the
+images are under `images/pg-<token>/` (history_schema.images_root).
 
 `owner_dir` is sha256(owner)[:32]; the database stores the same hash, never the owner string (an
 "anon:<token>" owner is a bearer secret). Ids are 128 random bits. Paths are built only from the
@@ -32,20 +36,21 @@ import contextlib
 import hashlib
 import re
 import secrets
-import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypedDict, Unpack
 
+from pydantic import SecretStr
+
 from . import history_rows as rows
-from .db import open_db, snapshot, transaction
+from .database import open_database
 from .history_files import MAX_THUMBNAIL_BYTES, fsync_dir, remove_leftovers, write_atomic
 from .history_files import thumbnail as _thumbnail  # looked up here, so a test can replace it
 from .history_models import REQUEST_FIELDS, HistoryItem, HistoryRun, Spend
-from .history_schema import prepare
-from .history_search import Filters, Period, period_start
+from .history_schema import images_root, prepare
+from .history_search import Filters, Period, fold, period_start
 from .images import take_decoded, thumbnail_of
 from .models import GenerationResult
 
@@ -65,7 +70,9 @@ __all__ = [
 #: How long a deleted item can be brought back; then its row and files are purged.
 UNDO_SECONDS = 30.0
 _LEFTOVER_AGE_S = 600.0
-_RUN_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+#: What an item or run id can be (ours are token_urlsafe); anything else names nothing, and is not
+#: sent to the database at all (PostgreSQL refuses a NUL byte in text outright).
+_RUN_ID = _ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _RESULT_FIELDS = {"provider", "provider_label", "estimated_cost_usd", "reported_cost_usd", "latency_s"}
 _ITEMS = f"SELECT {rows.COLUMNS} FROM history_items"
 
@@ -82,22 +89,31 @@ class FilterArgs(TypedDict, total=False):
 class History:
     """The history store. Construct it once at startup (it opens the database and recovers).
 
-    One SQLite connection guarded by a `threading.Lock`: SQLite admits one writer at a time anyway
-    and every statement here is an indexed lookup of well under a millisecond, so serialising them
-    costs nothing, while the slow part (thumbnails, file writes) runs outside the lock in parallel
-    worker threads. Other processes on the same file are handled by WAL and the busy timeout.
+    `database_url` (Settings.database_url): PostgreSQL shared by every replica; None, the SQLite file
+    in `data_dir` (database.py). Statements are indexed lookups of well under a millisecond; the slow
+    part (thumbnails, file writes) runs outside any transaction, in parallel worker threads.
     """
 
     def __init__(
-        self, data_dir: Path, *, undo_seconds: float = UNDO_SECONDS, clock: Callable[[], float] = time.time
+        self,
+        data_dir: Path,
+        *,
+        database_url: SecretStr | str | None = None,
+        undo_seconds: float = UNDO_SECONDS,
+        clock: Callable[[], float] = time.time,
     ) -> None:
-        self._images = data_dir.resolve() / "images"
         self._undo_seconds, self._clock = undo_seconds, clock
-        self._lock = threading.Lock()
-        self._conn = open_db(data_dir / "history.sqlite3")
-        #: False where SQLite lacks FTS5: searches then match words as substrings (history_search.py).
-        self._full_text = prepare(self._conn)
-        self._recover()
+        self._db = open_database(
+            data_dir / "history.sqlite3", database_url, name="history", functions={"history_fold": fold}
+        )
+        try:
+            #: How words are matched: FTS5, PostgreSQL's tsvector, or substrings (history_search.py).
+            self._search = prepare(self._db)
+            self._images = images_root(self._db, data_dir.resolve() / "images")
+            self._recover()
+        except BaseException:
+            self._db.close()
+            raise
 
     @staticmethod
     def new_run_id() -> str:
@@ -145,6 +161,8 @@ class History:
     async def get(self, owner: str, item_id: str) -> HistoryItem | None:
         """The item, or None when it does not exist, is deleted or belongs to someone else (alike)."""
         key = _owner_dir(owner)
+        if not _ID.fullmatch(item_id):
+            return None
         sql = f"{_ITEMS} WHERE id = ? AND owner = ? AND deleted_at IS NULL"
         found = await asyncio.to_thread(self._query, sql, (item_id, key))
         return self._item(key, found[0]) if found else None
@@ -172,25 +190,35 @@ class History:
     async def get_run(self, owner: str, run_id: str) -> HistoryRun | None:
         """The whole run, or None when it has no image left or belongs to someone else (alike)."""
         where, params = self._where(owner, Filters())
+        if not _ID.fullmatch(run_id):
+            return None
         sql = f"{rows.runs_sql(where)} AND r.run_id = ?"
         found = await asyncio.to_thread(self._runs, owner, sql, (*params, run_id))
         return found[0] if found else None
 
     async def delete(self, owner: str, item_id: str) -> bool:
         """Move the item to the trash (`restore` within undo_seconds). False if no such live item."""
+        if not _ID.fullmatch(item_id):
+            return False
         return bool(await asyncio.to_thread(self._trash, _owner_dir(owner), "id = ?", item_id))
 
     async def restore(self, owner: str, item_id: str) -> bool:
         """Undo `delete`; False when there is nothing to undo (never deleted, too late, not theirs)."""
+        if not _ID.fullmatch(item_id):
+            return False
         return bool(await asyncio.to_thread(self._untrash, _owner_dir(owner), "id = ?", (item_id,)))
 
     async def delete_run(self, owner: str, run_id: str) -> int:
         """Move every image of the run to the trash; how many (0: no such run of this owner)."""
+        if not _ID.fullmatch(run_id):
+            return 0
         return await asyncio.to_thread(self._trash, _owner_dir(owner), "run_id = ?", run_id)
 
     async def restore_run(self, owner: str, run_id: str) -> int:
         """Undo the run's latest delete (`delete_run` or one image's); how many came back."""
         key = _owner_dir(owner)
+        if not _ID.fullmatch(run_id):
+            return 0
         latest = "(SELECT max(deleted_at) FROM history_items WHERE owner = ? AND run_id = ?)"
         condition = f"run_id = ? AND deleted_at = {latest}"
         return await asyncio.to_thread(self._untrash, key, condition, (run_id, key, run_id))
@@ -212,8 +240,7 @@ class History:
         return Spend.of(await asyncio.to_thread(self._query, sql, (_owner_dir(owner), since)))
 
     def close(self) -> None:
-        with self._lock:
-            self._conn.close()
+        self._db.close()
 
     # --- worker-thread side ------------------------------------------------------------------------
 
@@ -252,11 +279,11 @@ class History:
                     thumb = _thumbnail(image.png)
                 write_atomic(webp, thumb)
             fsync_dir(folder)  # the renames must be durable before a row points at them
-            with self._lock, transaction(self._conn):  # items, index (triggers), run and spend at once
-                rows.insert_items(self._conn, key, items)
+            with self._db.writing() as sql:  # items, search index, run and spend at once
+                rows.insert_items(sql, self._db.dialect, key, items)
                 if items:
-                    rows.record_run(self._conn, key, run_id, now, result, run_providers)
-                rows.record_result(self._conn, key, run_id, now, result)
+                    rows.record_run(sql, key, run_id, now, result, run_providers)
+                rows.record_result(sql, key, run_id, now, result)
         except BaseException:
             for item in items:
                 item.image_path.unlink(missing_ok=True)
@@ -266,20 +293,20 @@ class History:
 
     def _trash(self, key: str, condition: str, value: str) -> int:
         now = self._clock()
-        with self._lock, transaction(self._conn):
-            trashed = rows.trash(self._conn, key, condition, (value,), now)
-            # A good moment to sweep the expired trash: the write lock is held anyway.
-            expired = rows.purge_rows(self._conn, now - self._undo_seconds)
+        with self._db.writing() as sql:
+            trashed = rows.trash(sql, key, condition, (value,), now)
+            # A good moment to sweep the expired trash: a write transaction is open anyway.
+            expired = rows.purge_rows(sql, now - self._undo_seconds)
         self._remove_files(expired)
         return trashed
 
     def _untrash(self, key: str, condition: str, params: tuple[object, ...]) -> int:
-        with self._lock, transaction(self._conn):
-            return rows.untrash(self._conn, key, condition, params, self._clock() - self._undo_seconds)
+        with self._db.writing() as sql:
+            return rows.untrash(sql, key, condition, params, self._clock() - self._undo_seconds)
 
     def _purge(self) -> builtins.list[tuple[str, str]]:
-        with self._lock, transaction(self._conn):
-            expired = rows.purge_rows(self._conn, self._clock() - self._undo_seconds)
+        with self._db.writing() as sql:
+            expired = rows.purge_rows(sql, self._clock() - self._undo_seconds)
         self._remove_files(expired)  # rows first: a crash here leaves files that _recover removes
         return expired
 
@@ -289,8 +316,8 @@ class History:
                 path.unlink(missing_ok=True)
 
     def _query(self, sql: str, params: tuple[object, ...]) -> builtins.list[tuple[Any, ...]]:
-        with self._lock:
-            return self._conn.execute(sql, params).fetchall()
+        with self._db.reading() as conn:
+            return [tuple(row) for row in conn.execute(sql, params).fetchall()]
 
     async def _count(self, sql: str, params: tuple[object, ...]) -> int:
         found = await asyncio.to_thread(self._query, sql, params)
@@ -299,8 +326,8 @@ class History:
     def _runs(self, owner: str, sql: str, params: tuple[object, ...]) -> builtins.list[HistoryRun]:
         """The runs `sql` selects (the owner is its first parameter), whole, from one snapshot."""
         key = _owner_dir(owner)
-        with self._lock, snapshot(self._conn):
-            runs, item_rows = rows.select_runs(self._conn, key, sql, (key, *params))
+        with self._db.reading() as conn:
+            runs, item_rows = rows.select_runs(conn, key, sql, (key, *params))
         items: dict[str, builtins.list[HistoryItem]] = {}
         for item in (self._item(key, row) for row in item_rows):
             items.setdefault(item.run_id, []).append(item)
@@ -323,8 +350,8 @@ class History:
                 with contextlib.suppress(OSError, ValueError):  # a damaged PNG must not stop startup
                     write_atomic(webp, _thumbnail(png.read_bytes()))
         if dropped:
-            with self._lock, transaction(self._conn):
-                rows.delete_rows(self._conn, dropped, runs)
+            with self._db.writing() as sql:
+                rows.delete_rows(sql, dropped, runs)
         remove_leftovers(self._images, kept, older_than=time.time() - _LEFTOVER_AGE_S)
 
     # --- helpers -----------------------------------------------------------------------------------
@@ -339,7 +366,7 @@ class History:
         return HistoryItem.model_validate({**fields, "image_path": image_path, "thumb_path": thumb_path})
 
     def _where(self, owner: str, filters: Filters) -> tuple[str, tuple[object, ...]]:
-        return filters.where(_owner_dir(owner), full_text=self._full_text)
+        return filters.where(_owner_dir(owner), search=self._search)
 
 
 def _check_page(limit: int, offset: int) -> None:

@@ -7,13 +7,13 @@ read snapshot), and works on one owner's hash (`key`) unless it says otherwise.
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from typing import Any
 
+from .database import Dialect, Statements
 from .history_models import REQUEST_FIELDS, HistoryItem, HistoryRun
-from .history_search import fold
+from .history_search import fold, index_words
 from .models import GenerationResult
 
 __all__ = [
@@ -35,9 +35,13 @@ __all__ = [
 FIELDS = tuple(name for name in HistoryItem.model_fields if not name.endswith("_path"))
 COLUMNS = ", ".join("idx" if name == "index" else name for name in FIELDS)
 _INSERT = (
-    f"INSERT INTO history_items (owner, prompt_folded, {COLUMNS})"
-    f" VALUES (:owner, :prompt_folded, {', '.join(':' + name for name in FIELDS)})"
+    f"INSERT INTO history_items (owner, prompt_folded, {COLUMNS}{{words}})"
+    f" VALUES (:owner, :prompt_folded, {', '.join(':' + name for name in FIELDS)}{{words_value}})"
 )
+_INSERTS = {
+    "sqlite": _INSERT.format(words="", words_value=""),  # FTS5 triggers index the prompt
+    "postgres": _INSERT.format(words=", words", words_value=", array_to_tsvector(CAST(:words AS text[]))"),
+}
 _RUN_SETTINGS = {*REQUEST_FIELDS, "seed"}
 _RUN_FIELDS = ("id", "created_at", *sorted(_RUN_SETTINGS), "providers")
 _RUN_COLUMNS = ", ".join(f"r.{'run_id' if name == 'id' else name}" for name in _RUN_FIELDS)
@@ -45,12 +49,15 @@ _RUN_COLUMNS = ", ".join(f"r.{'run_id' if name == 'id' else name}" for name in _
 _CHUNK = 500
 
 
-def insert_items(conn: sqlite3.Connection, key: str, items: Iterable[HistoryItem]) -> None:
-    conn.executemany(_INSERT, [_item_row(key, item) for item in items])
+def insert_items(conn: Statements, dialect: Dialect, key: str, items: Iterable[HistoryItem]) -> None:
+    rows = [_item_row(key, item) for item in items]
+    if dialect == "postgres":
+        rows = [{**row, "words": index_words(str(row["prompt"]))} for row in rows]
+    conn.executemany(_INSERTS[dialect], rows)
 
 
 def record_run(
-    conn: sqlite3.Connection,
+    conn: Statements,
     key: str,
     run_id: str,
     now: float,
@@ -79,9 +86,7 @@ def record_run(
         )
 
 
-def record_result(
-    conn: sqlite3.Connection, key: str, run_id: str, now: float, result: GenerationResult
-) -> None:
+def record_result(conn: Statements, key: str, run_id: str, now: float, result: GenerationResult) -> None:
     """One row per provider result, for the spend: an item row repeats its result's cost per image."""
     costs = (_money(result.estimated_cost_usd), _money(result.reported_cost_usd))
     conn.execute(
@@ -91,7 +96,7 @@ def record_result(
     )
 
 
-def trash(conn: sqlite3.Connection, key: str, condition: str, params: tuple[object, ...], now: float) -> int:
+def trash(conn: Statements, key: str, condition: str, params: tuple[object, ...], now: float) -> int:
     """Mark the owner's live items matching `condition` deleted at `now`; how many."""
     return conn.execute(
         f"UPDATE history_items SET deleted_at = ? WHERE owner = ? AND deleted_at IS NULL AND {condition}",
@@ -99,9 +104,7 @@ def trash(conn: sqlite3.Connection, key: str, condition: str, params: tuple[obje
     ).rowcount
 
 
-def untrash(
-    conn: sqlite3.Connection, key: str, condition: str, params: tuple[object, ...], cutoff: float
-) -> int:
+def untrash(conn: Statements, key: str, condition: str, params: tuple[object, ...], cutoff: float) -> int:
     """Bring back the owner's items matching `condition` deleted after `cutoff`; how many."""
     return conn.execute(
         f"UPDATE history_items SET deleted_at = NULL WHERE owner = ? AND deleted_at > ? AND {condition}",
@@ -109,7 +112,7 @@ def untrash(
     ).rowcount
 
 
-def purge_rows(conn: sqlite3.Connection, cutoff: float) -> list[tuple[str, str]]:
+def purge_rows(conn: Statements, cutoff: float) -> list[tuple[str, str]]:
     """Every owner's items deleted at `cutoff` or before: rows deleted; their (key, id) to unlink."""
     rows = conn.execute(
         "SELECT owner, id, run_id FROM history_items WHERE deleted_at IS NOT NULL AND deleted_at <= ?",
@@ -119,9 +122,7 @@ def purge_rows(conn: sqlite3.Connection, cutoff: float) -> list[tuple[str, str]]
     return [(str(key), str(item_id)) for key, item_id, _ in rows]
 
 
-def delete_rows(
-    conn: sqlite3.Connection, items: Iterable[tuple[str, str]], runs: Iterable[tuple[str, str]]
-) -> None:
+def delete_rows(conn: Statements, items: Iterable[tuple[str, str]], runs: Iterable[tuple[str, str]]) -> None:
     """Delete items by (key, id); of `runs` (key, run id), those with no item left go too: a run's
     row holds the prompt, which must not outlive the person's images."""
     conn.executemany("DELETE FROM history_items WHERE owner = ? AND id = ?", items)
@@ -144,7 +145,7 @@ def runs_sql(where: str) -> str:
 
 
 def select_runs(
-    conn: sqlite3.Connection, key: str, sql: str, params: tuple[object, ...]
+    conn: Statements, key: str, sql: str, params: tuple[object, ...]
 ) -> tuple[list[dict[str, Any]], list[tuple[Any, ...]]]:
     """The runs `sql` (from runs_sql) selects as fields, and the live item rows (COLUMNS) of them."""
     runs = [dict(zip(_RUN_FIELDS, row, strict=True)) for row in conn.execute(sql, params)]

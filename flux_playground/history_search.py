@@ -18,6 +18,10 @@ Query rules (the same for a list, a count and the runs):
 Without FTS5 (history_schema.fts5_available) each word is matched as a substring of the folded
 prompt instead of a word prefix (a superset), and diacritics count.
 
+On PostgreSQL the same rules hold through a tsvector: `index_words` splits the folded prompt, its
+diacritics removed, into the same words FTS5 keeps, stored as `words`; a query becomes a tsquery of
+quoted prefix terms ('lisb':* & 'rain':*). Quoted lexemes are read literally, never as syntax.
+
 Dates: `since` (inclusive) and `until` (exclusive) are timezone-aware datetimes; `period_start`
 turns "today" (since 00:00 UTC), "7 days" or "30 days" into a `since`.
 """
@@ -30,14 +34,31 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
-__all__ = ["MAX_WORDS", "Filters", "Period", "fold", "fts_query", "period_start", "search_words"]
+__all__ = [
+    "MAX_WORDS",
+    "Filters",
+    "Period",
+    "SearchMode",
+    "fold",
+    "fts_query",
+    "index_words",
+    "period_start",
+    "search_words",
+    "ts_query",
+]
 
 Period = Literal["today", "7 days", "30 days"]
+#: How words are matched: SQLite's FTS5 index, PostgreSQL's tsvector, or substrings (SQLite sans FTS5).
+SearchMode = Literal["fts5", "tsvector", "like"]
 _PERIOD_DAYS = {"7 days": 7, "30 days": 30}
 #: Letters and digits: what SQLite's unicode61 tokenizer keeps as a word (underscore is a separator).
 _WORD = re.compile(r"[^\W_]+")
 MAX_WORDS = 64
 _FTS_MATCH = "seq IN (SELECT rowid FROM history_fts WHERE history_fts MATCH ?)"
+_TS_MATCH = "words @@ CAST(? AS tsquery)"
+#: PostgreSQL refuses a lexeme over 2 046 bytes; a longer word is kept as its prefix (a prompt is at
+#: most 4 000 characters, so this can only be one unbroken run of letters).
+_MAX_LEXEME_BYTES = 2000
 
 
 def fold(text: str) -> str:
@@ -48,6 +69,31 @@ def fold(text: str) -> str:
 def search_words(query: str) -> list[str]:
     """The query's words, folded, each once (all are required, so a repeat adds nothing)."""
     return list(dict.fromkeys(_WORD.findall(fold(query))))[:MAX_WORDS]
+
+
+def _without_marks(text: str) -> str:
+    """Diacritics removed, as FTS5's `remove_diacritics 2` does: "café" reads as "cafe"."""
+    return "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+
+
+def _lexeme(word: str) -> str:
+    return word.encode()[:_MAX_LEXEME_BYTES].decode(errors="ignore")
+
+
+def index_words(prompt: str) -> list[str]:
+    """The words a PostgreSQL search finds `prompt` by: folded, without diacritics, each once."""
+    # Split first, then marks removed, as for a query (ts_query): both see the same words.
+    return list(dict.fromkeys(_lexeme(_without_marks(word)) for word in _WORD.findall(fold(prompt))))
+
+
+def ts_query(words: list[str]) -> str:
+    """A tsquery in PostgreSQL's input syntax: every word required, as a prefix ('lisb':* & 'rain':*).
+
+    Each word is a quoted lexeme, read literally; quotes and backslashes (never in a word, which is
+    letters and digits) are escaped all the same, whatever a caller passes.
+    """
+    terms = [_lexeme(_without_marks(word)) for word in words]
+    return " & ".join("'" + term.replace("\\", "\\\\").replace("'", "''") + "':*" for term in terms)
 
 
 def fts_query(owner_key: str, words: list[str]) -> str:
@@ -87,31 +133,34 @@ class Filters:
             if moment is not None and moment.tzinfo is None:
                 raise ValueError("since and until must be timezone-aware datetimes (e.g. in UTC)")
 
-    def where(self, owner_key: str, *, full_text: bool) -> tuple[str, tuple[object, ...]]:
+    def where(self, owner_key: str, *, search: SearchMode) -> tuple[str, tuple[object, ...]]:
         """Conditions on history_items (unqualified columns), always on the owner and never trashed."""
         clauses, params = ["owner = ?", "deleted_at IS NULL"], list[object]([owner_key])
         if self.provider is not None:
-            clauses.append("provider = ?")
-            params.append(self.provider)
+            # No provider's name has a NUL, and PostgreSQL refuses one in any text it is sent.
+            clauses.append("provider = ?" if "\x00" not in self.provider else "0 = 1")
+            params += [self.provider] if "\x00" not in self.provider else []
         if self.since is not None:
             clauses.append("created_at >= ?")
             params.append(self.since.timestamp())
         if self.until is not None:
             clauses.append("created_at < ?")
             params.append(self.until.timestamp())
-        text, text_params = self._text_condition(owner_key, full_text)
+        text, text_params = self._text_condition(owner_key, search)
         clauses += text
         return " AND ".join(clauses), (*params, *text_params)
 
-    def _text_condition(self, owner_key: str, full_text: bool) -> tuple[list[str], list[object]]:
-        query = self.query.strip()
+    def _text_condition(self, owner_key: str, search: SearchMode) -> tuple[list[str], list[object]]:
+        query = self.query.replace("\x00", "").strip()  # never in a prompt; PostgreSQL refuses it
         if not query:
             return [], []
         words = search_words(query)
         if not words:  # only punctuation: the literal text
             return [_LIKE], [_substring(fold(query))]
-        if full_text:
+        if search == "fts5":
             return [_FTS_MATCH], [fts_query(owner_key, words)]
+        if search == "tsvector":
+            return [_TS_MATCH], [ts_query(words)]
         return [_LIKE] * len(words), [_substring(word) for word in words]
 
 

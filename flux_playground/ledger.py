@@ -23,10 +23,10 @@ import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from .database import Step
 from .db import migrate, open_db, transaction
 from .errors import ConfigurationError, LimitExceeded
 from .settings import Settings
@@ -50,14 +50,6 @@ class LedgerUnavailable(LimitExceeded):
             "This app cannot reach its spend ledger right now, so it cannot check its spend caps. "
             "Try again in a minute; if it keeps happening, tell the Space's owner."
         )
-
-
-@dataclass(frozen=True)
-class Step:
-    """One numbered schema step, in each back end's dialect (append-only, like db.migrate's)."""
-
-    sqlite: tuple[str, ...]
-    postgres: tuple[str, ...]
 
 
 LEDGER_STEPS: tuple[Step, ...] = (

@@ -25,10 +25,10 @@ import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 from pydantic import SecretStr
 
-from .db import apply_steps
+from .database_pg import advisory_key, configure, migrate
 from .ledger import LEDGER_STEPS, LedgerUnavailable, LedgerWrite, _settle_sql, _spent
 
-__all__ = ["PostgresLedger", "migrate"]
+__all__ = ["PostgresLedger"]
 
 log = logging.getLogger(__name__)
 
@@ -38,15 +38,6 @@ CONNECT_TIMEOUT_S = 5
 #: A transaction waits at most this long for another replica's lock or for a free connection.
 WAIT_S = 10.0
 _PRUNE_EVERY_S = 60.0
-_SESSION = (
-    b"SET lock_timeout = '10s'; SET statement_timeout = '15s';"
-    b" SET idle_in_transaction_session_timeout = '30s'"
-)
-
-
-def _key(name: str) -> str:
-    # Namespaced so the app's advisory locks cannot meet another application's on a shared server.
-    return f"flux-playground:{name}"
 
 
 class _PostgresWrite(LedgerWrite):
@@ -55,23 +46,7 @@ class _PostgresWrite(LedgerWrite):
     def lock(self, *, everyone: bool, who: str | None) -> None:
         # Global first, then the person: one order everywhere, so no two transactions deadlock.
         for name in (["spend:everyone"] if everyone else []) + ([f"person:{who}"] if who else []):
-            self._execute("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", (_key(name),))
-
-
-def migrate(conn: psycopg.Connection[Any], component: str, steps: list[tuple[str, ...]]) -> None:
-    """db.migrate for PostgreSQL: the steps not yet applied, atomically, one replica at a time."""
-    with conn.transaction():
-        # Two replicas starting together: the second waits here, then finds the tables made.
-        conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (_key("migrate"),))
-
-        def execute(sql: str, args: tuple[object, ...] = ()) -> psycopg.Cursor[Any]:
-            return conn.execute(sql.replace("?", "%s"), args)
-
-        apply_steps(execute, component, steps)
-
-
-def _configure(conn: psycopg.Connection[Any]) -> None:
-    conn.execute(_SESSION)  # per session (autocommit): every wait bounded, even a forgotten transaction
+            self._execute("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", (advisory_key(name),))
 
 
 class PostgresLedger:
@@ -90,7 +65,7 @@ class PostgresLedger:
                 # One plain connection first: a server that is down fails now, not after the pool's
                 # retries, and the schema is ready before any pooled connection is used.
                 with psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S) as conn:
-                    _configure(conn)
+                    configure(conn)
                     migrate(conn, "spend", [step.postgres for step in LEDGER_STEPS])
                 self._pool = ConnectionPool(
                     url,
@@ -98,7 +73,7 @@ class PostgresLedger:
                     max_size=POOL_MAX,
                     timeout=WAIT_S,
                     kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT_S},
-                    configure=_configure,
+                    configure=configure,
                     open=False,
                     name="flux-playground-ledger",
                 )

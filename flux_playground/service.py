@@ -86,7 +86,7 @@ class Playground:
         self._job_seconds: dict[str, float] = {}
         self._job_seconds_read: asyncio.Future[dict[str, float]] | None = None
         #: Every provider outcome of a run, for the statistics (evidence.py, stats.py).
-        self.evidence = Evidence(settings.data_dir)
+        self.evidence = Evidence(settings.data_dir, database_url=settings.database_url)
         # The last statistics read (when, after how many rows written, what), reused briefly.
         self._stats: tuple[float, int, Stats] | None = None
         self._rows_written = 0

@@ -260,7 +260,7 @@ def outcome_row(
 def stats(settings: Settings, *, clock: Callable[[], float] = time.time) -> Stats:
     """The statistics of the runs recorded in `settings.data_dir`, for the mode the settings are in
     (demo or real). Blocking: reads SQLite (Playground.stats runs it off the event loop)."""
-    evidence = Evidence(settings.data_dir, clock=clock)
+    evidence = Evidence(settings.data_dir, database_url=settings.database_url, clock=clock)
     try:
         demo = settings.demo_mode
         rows = evidence.recent(demo=demo)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -67,6 +69,48 @@ def ledger_backend(request: pytest.FixtureRequest) -> dict[str, Any]:
     if request.param == "sqlite":
         return {}
     return {"database_url": request.getfixturevalue("postgres_url")}
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_backend(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Run the requesting module's tests on each back end: for "postgres", the module's `History`,
+    `Evidence` and `Settings` (those it imports by name) are bound to one fresh PostgreSQL database,
+    so every store the test opens, and reopens, is that database. Use with
+    `pytestmark = pytest.mark.usefixtures("database_backend")`. Its own MonkeyPatch, so a test's
+    `monkeypatch.undo()` does not undo it."""
+    with pytest.MonkeyPatch.context() as patch:
+        if request.param == "postgres":
+            single = request.node.get_closest_marker("single_pass")
+            if single is not None:
+                pytest.skip(f"runs in the SQLite pass only: {single.args[0]}")
+            _bind_to_postgres(request, patch, request.getfixturevalue("postgres_url"))
+        yield str(request.param)
+
+
+def _bind_to_postgres(request: pytest.FixtureRequest, patch: pytest.MonkeyPatch, url: str) -> None:
+    from flux_playground.evidence import Evidence
+    from flux_playground.history import History
+    from flux_playground.settings import Settings
+
+    class HistoryOnPostgres(History):
+        def __init__(self, data_dir: Path, **options: Any) -> None:
+            super().__init__(data_dir, database_url=url, **options)
+
+    class EvidenceOnPostgres(Evidence):
+        def __init__(self, data_dir: Path, **options: Any) -> None:
+            super().__init__(data_dir, database_url=url, **options)
+
+    bound: dict[str, tuple[object, object]] = {
+        "History": (History, HistoryOnPostgres),
+        "Evidence": (Evidence, EvidenceOnPostgres),
+        "Settings": (Settings, functools.partial(Settings, database_url=url)),
+    }
+    patched = [
+        name for name, (original, _) in bound.items() if getattr(request.module, name, None) is original
+    ]
+    assert set(patched) - {"Settings"}, "the module must import History or Evidence by name"
+    for name in patched:
+        patch.setattr(request.module, name, bound[name][1])
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -7,6 +7,7 @@ from decimal import Decimal
 
 from PIL import Image
 
+from flux_playground.history import History
 from flux_playground.models import GeneratedImage, GenerationRequest, GenerationResult
 
 #: 2026-03-14 12:00 UTC: noon, so "today" has room on both sides.
@@ -48,3 +49,28 @@ def result(
         reported_cost_usd=None if reported is None else Decimal(reported),
         latency_s=1.0,
     )
+
+
+def stored_bytes(store: History) -> bytes:
+    """Everything the store's database holds: the SQLite files' bytes, or every row of every
+    PostgreSQL table as text (what a database dump would show)."""
+    db = store._db
+    if db.dialect == "sqlite":
+        path = db.path  # type: ignore[attr-defined]
+        return b"".join(p.read_bytes() for p in path.parent.glob(path.name + "*"))
+    with db.reading() as sql:
+        tables = [
+            row[0] for row in sql.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+        ]
+        return "\n".join(
+            str(row[0]) for table in tables for row in sql.execute(f"SELECT t::text FROM {table} AS t")
+        ).encode()
+
+
+def stored_tables(store: History) -> set[str]:
+    with store._db.reading() as sql:
+        if store._db.dialect == "sqlite":
+            found = sql.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        else:
+            found = sql.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+        return {str(row[0]) for row in found}

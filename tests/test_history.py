@@ -17,6 +17,9 @@ from flux_playground.history import MAX_THUMBNAIL_BYTES, History
 from flux_playground.images import read_png_text, to_png_with_metadata, verify_image
 from flux_playground.models import GeneratedImage, GenerationRequest, GenerationResult
 
+#: Every test here runs on SQLite and on PostgreSQL (conftest.database_backend).
+pytestmark = pytest.mark.usefixtures("database_backend")
+
 OLD = time.time() - 3600
 
 
@@ -148,7 +151,8 @@ async def test_owners_are_isolated(history: History, tmp_path: Path) -> None:
         assert await history.get("anon:secret-token", probe) is None
     [theirs] = await history.add("hf:bob", _result("theirs"))
     assert theirs.image_path.parent != mine.image_path.parent
-    assert theirs.image_path.parent.parent == mine.image_path.parent.parent == tmp_path / "images"
+    assert theirs.image_path.parent.parent == mine.image_path.parent.parent
+    assert mine.image_path.is_relative_to(tmp_path / "images")
     history.close()
     stored = b"".join(p.read_bytes() for p in tmp_path.rglob("*") if p.is_file())
     assert b"secret-token" not in stored and b"hf:bob" not in stored  # owners kept only as hashes

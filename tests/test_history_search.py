@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any, get_args
 
 import pytest
 from history_helpers import NOON, Clock, result, tiny_png
@@ -22,7 +23,10 @@ from hypothesis import strategies as st
 from flux_playground import history_schema
 from flux_playground.db import migrate, open_db
 from flux_playground.history import History, _owner_dir, period_start
-from flux_playground.history_search import MAX_WORDS, fts_query, search_words
+from flux_playground.history_search import MAX_WORDS, SearchMode, fts_query, search_words
+
+#: Every test here runs on SQLite and on PostgreSQL (conftest.database_backend).
+pytestmark = pytest.mark.usefixtures("database_backend")
 
 ALICE, BOB = "hf:alice", "anon:bob-secret"
 PROMPTS = [
@@ -168,6 +172,7 @@ def _fts_in_sync(data_dir: Path) -> None:
         conn.close()
 
 
+@pytest.mark.single_pass("about SQLite's FTS5 index and its own file")
 async def test_the_index_follows_adds_deletes_purges_and_recovery(tmp_path: Path) -> None:
     clock = Clock()
     store = History(tmp_path, undo_seconds=10, clock=clock)
@@ -187,6 +192,7 @@ async def test_the_index_follows_adds_deletes_purges_and_recovery(tmp_path: Path
     _fts_in_sync(tmp_path)
 
 
+@pytest.mark.single_pass("about SQLite's FTS5 index and its own file")
 async def test_without_fts5_words_match_as_substrings_and_the_index_is_rebuilt_later(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -206,7 +212,7 @@ async def test_without_fts5_words_match_as_substrings_and_the_index_is_rebuilt_l
     assert await prompts(store, "isbo") == {tram.prompt, cafe.prompt}  # substrings, a superset
     assert await prompts(store, "%") == set() and await prompts(store, "lisbon rome") == set()
     assert await prompts(store, "lisb", owner=BOB) == set()
-    conn = store._conn
+    conn = store._db._conn
     assert conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall() == []
     store.close()
 
@@ -217,12 +223,13 @@ async def test_without_fts5_words_match_as_substrings_and_the_index_is_rebuilt_l
     _fts_in_sync(tmp_path)
 
 
+@pytest.mark.single_pass("about SQLite's FTS5 index and its own file")
 async def test_a_database_of_the_first_schema_upgrades_in_place(tmp_path: Path) -> None:
     """Rows written by the previous release: listed, searchable, grouped in runs, counted in spend."""
     owner = "hf:alice"
     alice, bob = _owner_dir(owner), _owner_dir(BOB)
     conn = open_db(tmp_path / "history.sqlite3")
-    migrate(conn, "history", history_schema.HISTORY_STEPS[:1])
+    migrate(conn, "history", [step.sqlite for step in history_schema.HISTORY_STEPS[:1]])
     old_rows = [  # (owner, id, run_id, idx, provider, prompt, estimated, reported)
         (alice, "item-one-aaaaaaaaaaaaa", "run-1", 0, "segmind", "Lisbon tram at night", "0.004", None),
         (alice, "item-two-aaaaaaaaaaaaa", "run-1", 1, "segmind", "Lisbon tram at night", "0.004", None),
@@ -273,7 +280,7 @@ async def test_a_database_of_the_first_schema_upgrades_in_place(tmp_path: Path) 
     }
     assert [r.id for r in await store.list_runs(BOB)] == ["run-3"]
     assert (await store.spent_today(BOB)).estimated_usd == Decimal("0.002")
-    versions = dict(store._conn.execute("SELECT component, version FROM schema_versions").fetchall())
+    versions = dict(store._db._conn.execute("SELECT component, version FROM schema_versions").fetchall())
     assert versions == {"history": 2, "history_search": 1}
     store.close()
     _fts_in_sync(tmp_path)
@@ -331,22 +338,28 @@ def expected_prompts(query: str, full_text: bool) -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def stores(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[bool, History]]:
-    """The ASCII prompts for Alice (and the same for Bob), with FTS5 and with the fallback."""
-    made = {}
-    for full_text in (True, False):
+def stores(
+    tmp_path_factory: pytest.TempPathFactory, postgres_server: Any
+) -> Iterator[dict[SearchMode, History]]:
+    """The ASCII prompts for Alice (and the same for Bob), in each way of matching words: FTS5, the
+    substring fallback, and PostgreSQL's tsvector."""
+    made: dict[SearchMode, History] = {}
+    for mode in get_args(SearchMode):
         with pytest.MonkeyPatch.context() as patch:
-            if not full_text:
+            if mode == "like":
                 patch.setattr(history_schema, "fts5_available", lambda: False)
-            made[full_text] = History(tmp_path_factory.mktemp(f"fts-{full_text}"))
+            url = postgres_server.new_database() if mode == "tsvector" else None
+            made[mode] = History(tmp_path_factory.mktemp(mode), database_url=url)
+        assert made[mode]._search == mode
         for prompt in ASCII_PROMPTS:
             for owner in (ALICE, BOB):
-                asyncio.run(made[full_text].add(owner, result(prompt)))
+                asyncio.run(made[mode].add(owner, result(prompt)))
     yield made
     for store in made.values():
         store.close()
 
 
+@pytest.mark.single_pass("its `stores` are on every back end already")
 @settings(max_examples=300, deadline=None, database=None)
 @given(query=ASCII_QUERIES)
 @example(query='" OR "')
@@ -355,18 +368,19 @@ def stores(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[bool, Hist
 @example(query="*")
 @example(query="a:b")
 @example(query="^")
-def test_any_ascii_query_means_exactly_the_rules(stores: dict[bool, History], query: str) -> None:
-    for full_text, store in stores.items():
-        assert asyncio.run(prompts(store, query)) == expected_prompts(query, full_text), (full_text, query)
+def test_any_ascii_query_means_exactly_the_rules(stores: dict[SearchMode, History], query: str) -> None:
+    for mode, store in stores.items():
+        assert asyncio.run(prompts(store, query)) == expected_prompts(query, mode != "like"), (mode, query)
 
 
+@pytest.mark.single_pass("its `stores` are on every back end already")
 @settings(max_examples=300, deadline=None, database=None)
 @given(query=st.text(max_size=40))
 @example(query="\u0301")
 @example(query="ꭰ")
 @example(query="\x00")
 @example(query="🦊 " * 200)
-def test_any_text_is_a_safe_query_of_ones_own_items(stores: dict[bool, History], query: str) -> None:
+def test_any_text_is_a_safe_query_of_ones_own_items(stores: dict[SearchMode, History], query: str) -> None:
     for store in stores.values():
         items = asyncio.run(store.list(ALICE, query=query, limit=1000))
         assert asyncio.run(store.count(ALICE, query=query)) == len(items)
@@ -375,7 +389,8 @@ def test_any_text_is_a_safe_query_of_ones_own_items(stores: dict[bool, History],
         assert {item.id for item in items} <= mine
 
 
-def test_a_query_of_thousands_of_words_is_safe_and_bounded(stores: dict[bool, History]) -> None:
+@pytest.mark.single_pass("its `stores` are on every back end already")
+def test_a_query_of_thousands_of_words_is_safe_and_bounded(stores: dict[SearchMode, History]) -> None:
     query = " ".join(os.urandom(4).hex() for _ in range(2000))
     assert search_words(query) == query.split()[:MAX_WORDS] and MAX_WORDS == 64
     for store in stores.values():

@@ -26,6 +26,9 @@ from flux_playground.ui.form import Form
 from flux_playground.ui.handlers import Handlers
 from flux_playground.ui.scratch import Scratch
 
+#: Every test here runs on SQLite and on PostgreSQL (conftest.database_backend).
+pytestmark = pytest.mark.usefixtures("database_backend")
+
 ALICE_BROWSER = "A" * 32
 
 

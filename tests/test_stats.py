@@ -31,6 +31,9 @@ from flux_playground.stats import (
     summaries,
 )
 
+#: Every test here runs on SQLite and on PostgreSQL (conftest.database_backend).
+pytestmark = pytest.mark.usefixtures("database_backend")
+
 NOW = 1_800_000_000.0  # a fixed clock: 2027-01-15 08:00 UTC
 DAY = 86400.0
 
@@ -117,12 +120,22 @@ def test_only_the_newest_runs_count_and_older_ones_are_deleted(tmp_path: Path) -
     record(tmp_path, [*slow, *fast])
     figures = stats(real(tmp_path), clock=lambda: NOW).get("deepinfra", "medium")
     assert figures is not None and (figures.runs, figures.p95_s) == (MAX_RUNS, 1.0)
-    with sqlite3.connect(tmp_path / EVIDENCE_FILE) as conn:
-        assert conn.execute("SELECT COUNT(*) FROM runs").fetchone() == (MAX_RUNS,)
+    assert stored_rows(tmp_path) == MAX_RUNS
     # A day later than a week on, the next row prunes everything outside the window.
     record(tmp_path, [ok("deepinfra", 2.0, NOW + 8 * DAY)], now=NOW + 8 * DAY)
-    with sqlite3.connect(tmp_path / EVIDENCE_FILE) as conn:
-        assert conn.execute("SELECT COUNT(*) FROM runs").fetchone() == (1,)
+    assert stored_rows(tmp_path) == 1
+
+
+def stored_rows(data_dir: Path) -> int:
+    """How many rows the evidence table holds, read back from the store's own database."""
+    evidence = Evidence(data_dir)
+    try:
+        db = evidence._database(create=False)
+        assert db is not None
+        with db.reading() as sql:
+            return int(sql.execute("SELECT COUNT(*) FROM runs").fetchone()[0])
+    finally:
+        evidence.close()
 
 
 def test_demo_runs_are_kept_apart(tmp_path: Path) -> None:

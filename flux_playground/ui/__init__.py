@@ -62,7 +62,7 @@ def build_page(
     (OAUTH_CLIENT_ID set); the login button breaks without it, so it is only shown then."""
     handlers = Handlers.create(
         playground or Playground(settings, guard=guard or Guard(settings)),
-        history or History(settings.data_dir),
+        history or History(settings.data_dir, database_url=settings.database_url),
     )
     demo = build_blocks(settings, handlers, oauth=oauth_enabled() if oauth is None else oauth)
     gradio_compat.unname_private_events(demo)
