@@ -1,23 +1,30 @@
-"""Two replicas of the app behind one proxy, on one PostgreSQL spend ledger (docs/deploying.md).
+"""Two replicas of the app behind one proxy, on one PostgreSQL database and one shared data
+directory (docs/deploying.md).
 
-Two `python app.py` processes share FLUX_PLAYGROUND_DATABASE_URL; two people click Generate in a
-burst that goes to both, together asking for three times what the caps allow. The caps hold exactly
-(nothing over, nothing that fitted refused), and every run is either charged, generated and saved, or
-refused before any provider was called: never half.
+Two `python app.py` processes share FLUX_PLAYGROUND_DATABASE_URL and FLUX_PLAYGROUND_DATA_DIR; two
+people click Generate in a burst that goes to both, together asking for three times what the caps
+allow. The caps hold exactly (nothing over, nothing that fitted refused), every run is either charged,
+generated and saved, or refused before any provider was called (never half), and each person sees
+their whole history from either replica. Killing one replica mid-burst leaves no row without its
+files, no provider call without its charge, and the caps held.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import secrets
-import sqlite3
+import time
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
+import httpx
 import psycopg
 import pytest
-from ui.appclient import PageRun, event_data, page_fn_index, run_page_event, running_app
+from PIL import Image
+from ui.appclient import PageRun, event_data, page_fn_index, run_page, run_page_event, running_app
 
 from flux_playground.emulator.server import EmulatorServer
 from flux_playground.history import History
@@ -33,10 +40,11 @@ DAILY, PER_PERSON = Decimal("0.024"), Decimal("0.015")  # 8 runs in all, 5 for a
 RUNS = 24  # 12 each, alternating replicas
 
 
-def replica_environment(emulator: EmulatorServer, database_url: str) -> dict[str, str]:
+def replica_environment(emulator: EmulatorServer, database_url: str, data_dir: Path) -> dict[str, str]:
     atlas = variables()["atlascloud"]
     return {
         "FLUX_PLAYGROUND_DATABASE_URL": database_url,
+        "FLUX_PLAYGROUND_DATA_DIR": str(data_dir),  # the volume every replica mounts
         "FLUX_PLAYGROUND_DAILY_BUDGET_USD": str(DAILY),
         "FLUX_PLAYGROUND_PER_USER_DAILY_BUDGET_USD": str(PER_PERSON),
         "FLUX_PLAYGROUND_TRUSTED_PROXIES": "127.0.0.1",  # the "proxy": X-Forwarded-For names the person
@@ -47,46 +55,91 @@ def replica_environment(emulator: EmulatorServer, database_url: str) -> dict[str
     }
 
 
-def saved_items(data_dir: Path) -> int:
-    if not (data_dir / "history.sqlite3").exists():
-        return 0
-    with sqlite3.connect(data_dir / "history.sqlite3") as conn:
-        return int(conn.execute("SELECT COUNT(*) FROM history_items").fetchone()[0])
+class Burst:
+    """People clicking Generate on the replicas, each click a distinct prompt (in flight together)."""
+
+    def __init__(self, urls: list[str], latency: float) -> None:
+        self.urls, self.latency = urls, latency
+        self.browsers = {name: secrets.token_urlsafe(24) for name in PEOPLE}
+        self.generate = page_fn_index(urls[0], "generate")  # one page, so one index on every replica
+        assert all(page_fn_index(url, "generate") == self.generate for url in urls)
+
+    def click(self, n: int) -> tuple[str, PageRun | None]:
+        """Person n % 2 on replica (n // 2) % 2; None when the replica died under the click."""
+        name, url = list(PEOPLE)[n % 2], self.urls[(n // 2) % len(self.urls)]
+        values = {
+            "prompt": f"fox number {n} [latency:{self.latency}]",
+            "providers": ["atlascloud"],
+            "width": 512,
+            "height": 512,
+            "browser_id": self.browsers[name],
+        }
+        try:
+            data = event_data(url, self.generate, values)
+            return name, run_page_event(url, self.generate, data, headers={"x-forwarded-for": PEOPLE[name]})
+        except (httpx.HTTPError, OSError):
+            return name, None
+
+    def seen_from(self, url: str, name: str) -> int:
+        """How many images the person's history shows on this replica's page (its count line)."""
+        values = {"search": "", "browser_id": self.browsers[name]}
+        run = run_page(
+            url, "history-search", values, event="change", headers={"x-forwarded-for": PEOPLE[name]}
+        )
+        assert run.success, run.error
+        found = re.search(r"(\d+) images? · private", run.text)
+        assert found or "No images yet" in run.text, run.text[:500]
+        return int(found.group(1)) if found else 0
+
+
+def ledger(database_url: str) -> tuple[int, int, int]:
+    """Charges in the ledger, how many settled, and runs still marked in progress."""
+    with psycopg.connect(database_url) as conn:
+        rows, settled = conn.execute("SELECT COUNT(*), COALESCE(SUM(settled), 0) FROM spend").fetchone()
+        claims = conn.execute("SELECT COUNT(*) FROM running").fetchone()[0]
+    return int(rows), int(settled), int(claims)
+
+
+def owned_items(database_url: str, data_dir: Path, browsers: dict[str, str]) -> dict[str, list[Any]]:
+    store = History(data_dir, database_url=database_url)
+    try:
+        return {
+            name: asyncio.run(store.list(f"anon:{browser}", limit=1000)) for name, browser in browsers.items()
+        }
+    finally:
+        store.close()
+
+
+def assert_whole(items: list[Any]) -> None:
+    for item in items:
+        for path in (item.image_path, item.thumb_path):
+            with Image.open(path) as image:
+                image.load()
 
 
 def test_two_replicas_on_one_database_hold_the_caps_exactly(
     emulator: EmulatorServer, postgres_url: str, tmp_path: Path
 ) -> None:
     emulator.reset()
-    environment = replica_environment(emulator, postgres_url)
+    shared = tmp_path / "shared-data"
+    environment = replica_environment(emulator, postgres_url, shared)
     workdirs = [tmp_path / "replica-a", tmp_path / "replica-b"]
     for workdir in workdirs:
         workdir.mkdir()
-    browsers = {name: secrets.token_urlsafe(24) for name in PEOPLE}
     with (
         running_app(workdirs[0], **environment) as (_, first),
         running_app(workdirs[1], **environment) as (_, second),
     ):
-        generate = page_fn_index(first, "generate")  # one page, so one index on both
-        assert page_fn_index(second, "generate") == generate
-
-        def click(n: int) -> tuple[str, PageRun]:
-            name, url = list(PEOPLE)[n % 2], (first, second)[(n // 2) % 2]
-            values = {
-                "prompt": f"fox number {n} [latency:0.5]",  # in flight together: reservations overlap
-                "providers": ["atlascloud"],
-                "width": 512,
-                "height": 512,
-                "browser_id": browsers[name],
-            }
-            data = event_data(url, generate, values)
-            return name, run_page_event(url, generate, data, headers={"x-forwarded-for": PEOPLE[name]})
-
+        burst = Burst([first, second], latency=0.5)  # in flight together: reservations overlap
         with ThreadPoolExecutor(RUNS) as pool:
-            outcomes = list(pool.map(click, range(RUNS)))
+            outcomes = list(pool.map(burst.click, range(RUNS)))
+        assert all(run is not None for _, run in outcomes)
+        accepted = [name for name, run in outcomes if run is not None and run.success]
+        refused = [run.error for _, run in outcomes if run is not None and not run.success]
+        # Each person sees their whole history, whichever replica serves the page.
+        for name in PEOPLE:
+            assert [burst.seen_from(url, name) for url in (first, second)] == [accepted.count(name)] * 2
 
-    accepted = [name for name, run in outcomes if run.success]
-    refused = [run.error for _, run in outcomes if not run.success]
     # The caps hold exactly: 8 runs' worth in all (the global cap reached, not passed), at most 5 each.
     assert len(accepted) * RUN_USD == DAILY
     assert all(accepted.count(name) * RUN_USD <= PER_PERSON for name in PEOPLE)
@@ -101,10 +154,7 @@ def test_two_replicas_on_one_database_hold_the_caps_exactly(
     # Never half: each accepted run reached the provider once, was charged once and saved; no refused
     # run reached the provider or left a charge.
     assert emulator.stats()["requests"]["atlascloud"]["submit"] == len(accepted)
-    with psycopg.connect(postgres_url) as conn:
-        rows, settled = conn.execute("SELECT COUNT(*), SUM(settled) FROM spend").fetchone()
-        claims = conn.execute("SELECT COUNT(*) FROM running").fetchone()[0]
-    assert (rows, settled, claims) == (len(accepted), len(accepted), 0)
+    assert ledger(postgres_url) == (len(accepted), len(accepted), 0)
     guard = Guard(Settings(_env_file=None, database_url=postgres_url, data_dir=tmp_path))
     try:
         assert guard.spent_today() == DAILY
@@ -112,15 +162,51 @@ def test_two_replicas_on_one_database_hold_the_caps_exactly(
             assert guard.spent_today(f"ip:{address}") == accepted.count(name) * RUN_USD
     finally:
         guard.close()
-    data_dirs = [workdir / "data" for workdir in workdirs]
-    assert sum(saved_items(data_dir) for data_dir in data_dirs) == len(accepted)
+    items = owned_items(postgres_url, shared, burst.browsers)
     for name in PEOPLE:
-        owner = f"anon:{browsers[name]}"
-        listed = 0
-        for data_dir in data_dirs:  # history is still per replica (docs/deploying.md)
-            history = History(data_dir)
-            try:
-                listed += len(asyncio.run(history.list(owner)))
-            finally:
-                history.close()
-        assert listed == accepted.count(name)
+        assert len(items[name]) == accepted.count(name)
+        assert_whole(items[name])
+    assert not list(workdirs[0].glob("data")) and not list(workdirs[1].glob("data"))  # all on the volume
+
+
+def test_a_replica_killed_mid_burst_leaves_nothing_half_written(
+    emulator: EmulatorServer, postgres_url: str, tmp_path: Path
+) -> None:
+    emulator.reset()
+    shared = tmp_path / "shared-data"
+    environment = replica_environment(emulator, postgres_url, shared)
+    workdirs = [tmp_path / "replica-a", tmp_path / "replica-b", tmp_path / "replica-b-again"]
+    for workdir in workdirs:
+        workdir.mkdir()
+    with (
+        running_app(workdirs[0], **environment) as (_, first),
+        running_app(workdirs[1], **environment) as (doomed, second),
+    ):
+        burst = Burst([first, second], latency=1.0)
+        with ThreadPoolExecutor(RUNS) as pool:
+            clicks = [pool.submit(burst.click, n) for n in range(RUNS)]
+            time.sleep(0.8)  # runs admitted, provider calls in flight, some images being saved
+            doomed.kill()
+            outcomes = [click.result(timeout=120) for click in clicks]
+
+    survived = [name for n, (name, run) in enumerate(outcomes) if run is not None and run.success]
+    lost = [n for n, (_, run) in enumerate(outcomes) if run is None]
+    assert lost and all((n // 2) % 2 == 1 for n in lost)  # only the killed replica's clicks
+    rows, settled, _ = ledger(postgres_url)
+    submits = emulator.stats()["requests"]["atlascloud"]["submit"]
+    # Every provider call has its charge (a killed run's stays reserved: spent, as far as the caps
+    # know), the caps held through the kill, and every finished run was settled.
+    assert rows >= submits >= len(survived) and rows * RUN_USD <= DAILY and settled >= len(survived)
+
+    # The replica comes back on the same volume and database; nobody's history lost an image, and
+    # every image listed is whole, from either replica.
+    with (
+        running_app(workdirs[0], **environment) as (_, first),
+        running_app(workdirs[2], **environment) as (_, second),
+    ):
+        items = owned_items(postgres_url, shared, burst.browsers)
+        for name in PEOPLE:
+            assert len(items[name]) >= survived.count(name)
+            assert_whole(items[name])
+            assert [burst.seen_from(url, name) for url in (first, second)] == [len(items[name])] * 2
+    assert sum(len(listed) for listed in items.values()) <= submits
