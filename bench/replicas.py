@@ -19,7 +19,8 @@ database's share: pg_stat_statements' execution + planning time and calls for th
 processes and of the whole PostgreSQL server (its processes, exited backends included), per
 generation. The database figures are server-side only: round trips and waiting for a pooled
 connection are not in them (they are in the added latency). Whatever the app keeps in the database
-(today the ledger; history and statistics once they move there) is measured without a change here.
+for these calls (today the ledger; the provider statistics once they move there) is measured without a
+change here. Not history: the public API never saves to one, only the page does.
 """
 
 from __future__ import annotations
