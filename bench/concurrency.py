@@ -21,14 +21,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from .common import REPO, EmulatorProcess, bench_env, free_port, main, temp_dir, wait_http_ok
 
-__all__ = ["AppProcess", "run"]
+__all__ = ["AppProcess", "call_generate", "run"]
 
 PROVIDER = "deepinfra"
 
@@ -107,10 +107,13 @@ class _Connection:
         reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
         return cls(reader, writer, parts.netloc)
 
-    async def request(self, method: str, path: str, body: bytes = b"") -> dict[str, str]:
+    async def request(
+        self, method: str, path: str, body: bytes = b"", extra: Mapping[str, str] | None = None
+    ) -> dict[str, str]:
         head = f"{method} {path} HTTP/1.1\r\nHost: {self.host}\r\nContent-Length: {len(body)}\r\n"
         if body:
             head += "Content-Type: application/json\r\n"
+        head += "".join(f"{name}: {value}\r\n" for name, value in (extra or {}).items())
         self.writer.write(head.encode() + b"\r\n" + body)
         status = (await self.reader.readline()).decode()
         if not status.startswith("HTTP/1.1 200"):
@@ -138,16 +141,20 @@ class _Connection:
         self.writer.close()
 
 
-async def _one(url: str, mode: str, n: int, latency: float, session: str | None) -> tuple[bool, str]:
+async def call_generate(
+    url: str, payload: dict[str, Any], headers: Mapping[str, str] | None = None
+) -> tuple[str, str]:
+    """One `POST /gradio_api/call/generate`, its SSE stream read to `complete` or `error`:
+    (that event, its data line), or ("", what went wrong). `headers` go with both requests."""
     connection = await _Connection.open(url)
     try:
-        headers = await connection.request(
-            "POST", "/gradio_api/call/generate", json.dumps(_payload(mode, n, latency, session)).encode()
+        answer = await connection.request(
+            "POST", "/gradio_api/call/generate", json.dumps(payload).encode(), headers
         )
-        event_id = json.loads(await connection.body(headers))["event_id"]
-        headers = await connection.request("GET", f"/gradio_api/call/generate/{event_id}")
-        if "content-length" in headers:  # not a stream: an error page
-            return False, (await connection.body(headers)).decode(errors="replace")[:200]
+        event_id = json.loads(await connection.body(answer))["event_id"]
+        answer = await connection.request("GET", f"/gradio_api/call/generate/{event_id}", extra=headers)
+        if "content-length" in answer:  # not a stream: an error page
+            return "", (await connection.body(answer)).decode(errors="replace")[:200]
         buffer, event = b"", ""
         async for chunk in connection.chunks():
             buffer += chunk
@@ -157,10 +164,15 @@ async def _one(url: str, mode: str, n: int, latency: float, session: str | None)
                 if line.startswith("event:"):
                     event = line.split(":", 1)[1].strip()
                 elif line.startswith("data:") and event in ("complete", "error"):
-                    return event == "complete", f"{event}: {line[5:].strip()[:200]}"
-        return False, f"stream ended after {event!r}"
+                    return event, line[5:].strip()
+        return "", f"stream ended after {event!r}"
     finally:
         connection.close()
+
+
+async def _one(url: str, mode: str, n: int, latency: float, session: str | None) -> tuple[bool, str]:
+    event, data = await call_generate(url, _payload(mode, n, latency, session))
+    return event == "complete", f"{event}: {data[:200]}" if event else data
 
 
 async def _round(url: str, mode: str, latency: float, sessions: list[str], offset: int) -> dict[str, Any]:

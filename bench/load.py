@@ -76,9 +76,10 @@ def percentile(values: list[float], q: float) -> float | None:
 
 
 class Server:
-    """`python app.py` in demo mode on a free loopback port; only its own pid is ever signalled."""
+    """`python app.py` in demo mode on a free loopback port; only its own pid is ever signalled.
+    `extra_env` is added last (bench/replicas.py: a key, the emulator, a database)."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, extra_env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         provider_variables = set(all_variables())  # every registered provider's keys and origins
@@ -90,6 +91,7 @@ class Server:
             "GRADIO_SERVER_PORT": str(self.port), "GRADIO_SERVER_NAME": "127.0.0.1",
             "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", "NO_PROXY": "127.0.0.1,localhost",
         }  # fmt: skip
+        env |= extra_env or {}
         self._log = (workdir / "server.log").open("wb")
         self.log_path = workdir / "server.log"
         self.proc = subprocess.Popen(
@@ -120,6 +122,12 @@ class Server:
         self._log.close()
 
 
+def failed_providers(complete: str) -> list[str]:
+    """The providers that failed, from the data of a `/call/generate` stream's `complete` event."""
+    summary = json.loads(complete)[1]
+    return [name for name, outcome in summary["providers"].items() if not outcome["ok"]]
+
+
 async def one_person(
     client: httpx.AsyncClient, url: str, prompt: str, providers: list[str], timeout: float
 ) -> tuple[float | None, str | None]:
@@ -141,8 +149,7 @@ async def one_person(
                     elif line.startswith("data:") and event in ("complete", "error"):
                         if event == "error":
                             return None, f"error event: {line[5:].strip()[:160]}"
-                        summary = json.loads(line[5:])[1]
-                        failed = [n for n, e in summary["providers"].items() if not e["ok"]]
+                        failed = failed_providers(line[5:])
                         if failed:
                             return None, f"provider failed: {failed}"
                         return time.perf_counter() - started, None

@@ -17,7 +17,7 @@ import secrets
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,7 +53,8 @@ class PostgresServer:
 
     @classmethod
     @contextmanager
-    def start(cls, bin_dir: Path) -> Iterator[PostgresServer]:
+    def start(cls, bin_dir: Path, settings: Mapping[str, str] | None = None) -> Iterator[PostgresServer]:
+        """`settings`: more server settings (`-c name=value`), e.g. a preloaded library to measure with."""
         root = Path(tempfile.mkdtemp(prefix="flux-pg-"))
         server = cls(bin_dir, root, free_port())
         try:
@@ -63,6 +64,7 @@ class PostgresServer:
                 "initdb", "-D", str(root / "data"), "-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-sync"
             )
             options = f"-h 127.0.0.1 -p {server.port} -k {root} -F -c max_connections=200"
+            options += "".join(f" -c {name}={value}" for name, value in (settings or {}).items())
             server._as_owner(
                 "pg_ctl", "-D", str(root / "data"), "-o", options, "-l", str(root / "log"), "-w", "start"
             )

@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -95,3 +96,34 @@ def test_quick_run_writes_every_figure(tmp_path: Path) -> None:
     text = out.read_text()
     for heading in ("# Benchmarks", "## Targets", "cores", "python", "python -m bench.run_all --quick"):
         assert heading in text
+
+
+LAYOUT = {
+    "completed", "errors", "error_samples", "added", "wall_s", "db_ms_per_generation",
+    "db_calls_per_generation", "db_statements_ms_per_generation", "db_lock_ms_per_generation",
+    "db_lock_max_ms", "app_cpu_ms_per_generation", "postgres_cpu_ms_per_generation",
+}  # fmt: skip
+
+
+@pytest.mark.slow  # two app processes, the emulator and a PostgreSQL server: ~25 s
+def test_replicas_quick_run_reports_every_figure(postgres_server: Any, tmp_path: Path) -> None:
+    """`python -m bench.replicas --quick`: both layouts, every figure (pg_stat_statements loaded)."""
+    del postgres_server  # for its skip (in CI: failure) without PostgreSQL; the run starts its own
+    raw = tmp_path / "replicas.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.replicas", "--quick", "--json", str(raw)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    report = json.loads(raw.read_text())
+    assert set(report["layouts"]) == {"1_replica", "2_replicas"}
+    for figures in report["layouts"].values():
+        assert LAYOUT <= set(figures), LAYOUT - set(figures)
+        assert figures["errors"] == 0 and figures["completed"] == report["people"]
+        assert set(figures["added"]) == {"p50_ms", "p95_ms", "max_ms", "n"}
+    for one_round in report["rounds"]:
+        assert one_round["db"]["calls"] > 0, "pg_stat_statements saw none of the app's statements"
+    assert "| 2 replicas |" in done.stdout
