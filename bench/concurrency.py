@@ -170,6 +170,33 @@ async def call_generate(
         connection.close()
 
 
+async def page_event(
+    url: str, fn_index: int, data: list[Any], headers: Mapping[str, str] | None = None
+) -> tuple[bool, str]:
+    """One of the page's events as a browser runs it: `POST /gradio_api/queue/join`, then the
+    session's `/gradio_api/queue/data` stream read to `process_completed`: (its success, its data
+    line), or (False, what went wrong)."""
+    session = secrets.token_hex(8)
+    connection = await _Connection.open(url)
+    try:
+        join = {"data": data, "fn_index": fn_index, "session_hash": session, "event_data": None}
+        await connection.body(
+            await connection.request("POST", "/gradio_api/queue/join", json.dumps(join).encode(), headers)
+        )
+        await connection.request("GET", f"/gradio_api/queue/data?session_hash={session}", extra=headers)
+        buffer = b""
+        async for chunk in connection.chunks():
+            buffer += chunk
+            *lines, buffer = buffer.split(b"\n")
+            for raw in lines:
+                if raw.startswith(b"data:") and b'"process_completed"' in raw:
+                    message = json.loads(raw[5:])
+                    return bool(message.get("success")), raw[5:].decode(errors="replace")[:300]
+        return False, "the stream ended before process_completed"
+    finally:
+        connection.close()
+
+
 async def _one(url: str, mode: str, n: int, latency: float, session: str | None) -> tuple[bool, str]:
     event, data = await call_generate(url, _payload(mode, n, latency, session))
     return event == "complete", f"{event}: {data[:200]}" if event else data

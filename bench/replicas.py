@@ -2,25 +2,29 @@
 
     python -m bench.replicas                 # N = 200 people at once; layouts 1, 2, 1, 2
     python -m bench.replicas --quick         # N = 10; layouts 1, 2 (the smoke test runs this)
+    python -m bench.replicas --api           # through the public API instead of the page
     python -m bench.replicas --json out.json
 
 One run starts a throwaway PostgreSQL server (tests/pgserver.py) with pg_stat_statements loaded, the
 emulator in its own process (every generation takes 1 s), and for each round a fresh database and
-fresh `python app.py` processes on it (FLUX_PLAYGROUND_DATABASE_URL; DeepInfra's key and base URL
-pointing at the emulator, so runs go through the spend ledger; caps and a rate limit set, too
-generous to refuse anything). N people then each send one `POST /gradio_api/call/generate` at once
-and read its SSE stream; person i is X-Forwarded-For 198.18.x.y and always goes to replica i % R,
-as a sticky load balancer in front would send them. Rounds alternate the layouts so both sides of
-the comparison share the machine's conditions.
+fresh `python app.py` processes on it (FLUX_PLAYGROUND_DATABASE_URL, and one data directory they
+all share, as the volume they would mount; DeepInfra's key and base URL pointing at the emulator, so
+runs go through the spend ledger; caps and a rate limit set, too generous to refuse anything). N
+people then each click Generate at once: the page's own event (`/gradio_api/queue/join`, then its
+`/gradio_api/queue/data` stream read to `process_completed`), each with their own browser id, so
+each image is saved to that person's history in PostgreSQL and on the shared volume (`--api`: one
+`POST /gradio_api/call/generate` each instead, which keeps no history). Person i is X-Forwarded-For
+198.18.x.y and always goes to replica i % R, as a sticky load balancer in front would send them.
+After each page round the history holds exactly one image per completed generation (checked).
+Rounds alternate the layouts so both sides of the comparison share the machine's conditions.
 
 Per round: completed, errors, latency beyond the provider's 1 s (p50, p95, max), wall time; the
 database's share: pg_stat_statements' execution + planning time and calls for the app's database
 (reset after the warm-up), per generation, beside the added latency; CPU seconds of the app
 processes and of the whole PostgreSQL server (its processes, exited backends included), per
 generation. The database figures are server-side only: round trips and waiting for a pooled
-connection are not in them (they are in the added latency). Whatever the app keeps in the database
-for these calls (today the ledger; the provider statistics once they move there) is measured without a
-change here. Not history: the public API never saves to one, only the page does.
+connection are not in them (they are in the added latency). Everything the app keeps in the database
+for these calls is in them: the spend ledger, the provider statistics and (page path) the history.
 """
 
 from __future__ import annotations
@@ -42,11 +46,12 @@ import psycopg
 from flux_playground.providers import variables
 
 from .common import REPO, EmulatorProcess, machine_info, round_ms, summary_ms, temp_dir
-from .concurrency import call_generate
+from .concurrency import call_generate, page_event
 from .load import Server, cpu_s, failed_providers
 
 sys.path.insert(0, str(REPO / "tests"))  # the tests' throwaway PostgreSQL server
 from pgserver import PostgresServer, find_binaries  # noqa: E402
+from ui.appclient import event_data, page_fn_index  # noqa: E402
 
 LATENCY_S = 1.0
 PROVIDER = "deepinfra"  # one synchronous POST: no polling schedule in the added latency
@@ -73,35 +78,66 @@ def _app_env(emulator: EmulatorProcess, database_url: str) -> dict[str, str]:
     }
 
 
-def _payload(tag: str, i: int) -> dict[str, Any]:
+def _prompt(tag: str, i: int) -> str:
     # Distinct per person (the app refuses an identical request in flight as a double click), but
     # only in a latency directive the emulator strips before drawing: it renders one image and
     # serves it from its cache, so its CPU stays off the 2 cores the replicas share.
-    prompt = f"a lighthouse at dusk, {tag} [latency:{LATENCY_S + (i + 1) * 1e-9:.9f}]"
-    return {"data": [prompt, [PROVIDER], 512, 512, 4, 1234, 1, None, None]}
+    return f"a lighthouse at dusk, {tag} [latency:{LATENCY_S + (i + 1) * 1e-9:.9f}]"
 
 
-async def _person(url: str, tag: str, i: int) -> Outcome:
+class Page:
+    """The page's Generate event, its inputs laid out once from /config as a fresh page sends them:
+    each person then changes only the prompt and their browser id (so each has their own history)."""
+
+    def __init__(self, url: str) -> None:
+        self.fn_index = page_fn_index(url, "generate")
+        values = {"prompt": "\0prompt", "browser_id": "\0browser", "providers": [PROVIDER]}
+        self.data = event_data(url, self.fn_index, {**values, "width": 512, "height": 512})
+        self.slots = (self.data.index("\0prompt"), self.data.index("\0browser"))
+
+    def inputs(self, prompt: str, browser: str) -> list[Any]:
+        data = list(self.data)
+        data[self.slots[0]], data[self.slots[1]] = prompt, browser
+        return data
+
+
+async def _generate(url: str, page: Page | None, tag: str, i: int, headers: dict[str, str]) -> str | None:
+    """One generation, through the page (`page`) or the public API: None, or what went wrong."""
+    if page is not None:
+        browser = f"bench-{i:05d}-{tag.replace(' ', '-')}".ljust(32, "x")[:32]  # a valid id: 32 URL-safe
+        ok, data = await page_event(url, page.fn_index, page.inputs(_prompt(tag, i), browser), headers)
+        return None if ok else f"page event failed: {data[:200]}"
+    payload = {"data": [_prompt(tag, i), [PROVIDER], 512, 512, 4, 1234, 1, None, None]}
+    event, data = await call_generate(url, payload, headers)
+    if event != "complete":
+        return f"{event or 'no event'}: {data[:200]}"
+    if failed := failed_providers(data):
+        return f"provider failed: {failed}: {data[:200]}"
+    return None
+
+
+async def _person(url: str, page: Page | None, tag: str, i: int) -> Outcome:
     headers = {"X-Forwarded-For": str(ipaddress.IPv4Address(FIRST_PERSON + i))}
     started = time.perf_counter()
     try:
-        event, data = await asyncio.wait_for(call_generate(url, _payload(tag, i), headers), CALL_TIMEOUT_S)
+        error = await asyncio.wait_for(_generate(url, page, tag, i, headers), CALL_TIMEOUT_S)
     except TimeoutError:
         return None, f"no answer within {CALL_TIMEOUT_S:g} s"
     except Exception as exc:  # refused, reset, cut short, a non-200: one person's error is a figure
         return None, f"{type(exc).__name__}: {exc}"[:200]
-    if event != "complete":
-        return None, f"{event or 'no event'}: {data[:200]}"
-    if failed := failed_providers(data):
-        return None, f"provider failed: {failed}: {data[:200]}"
-    return time.perf_counter() - started, None
+    return (None, error) if error else (time.perf_counter() - started, None)
 
 
-async def _burst(urls: list[str], tag: str, people: int) -> tuple[list[Outcome], float]:
+async def _burst(urls: list[str], page: Page | None, tag: str, people: int) -> tuple[list[Outcome], float]:
     """Everyone at once, person i on replica i % len(urls) (sticky); the outcomes and the wall time."""
     started = time.perf_counter()
-    outcomes = await asyncio.gather(*(_person(urls[i % len(urls)], tag, i) for i in range(people)))
+    outcomes = await asyncio.gather(*(_person(urls[i % len(urls)], page, tag, i) for i in range(people)))
     return list(outcomes), time.perf_counter() - started
+
+
+def _saved_images(url: str) -> int:
+    with psycopg.connect(url) as conn:
+        return int(conn.execute("SELECT count(*) FROM history_items").fetchone()[0])
 
 
 def _postgres_cpu_s(postmaster: int) -> float:
@@ -150,30 +186,34 @@ def _ready(app: Server, began: float) -> float:
 
 def _round(
     server: PostgresServer, admin: psycopg.Connection[Any], emulator: EmulatorProcess, replicas: int,
-    people: int, index: int,
+    people: int, index: int, api: bool,
 ) -> dict[str, Any]:  # fmt: skip
     url = server.new_database()  # a fresh database each round: every round starts from empty tables
     database = url.rsplit("/", 1)[1]
     with temp_dir("bench-replicas-") as root, contextlib.ExitStack() as stack:
         apps, began = [], time.monotonic()
-        for n in range(replicas):  # each its own data directory, as on separate machines
+        environment = {**_app_env(emulator, url), "FLUX_PLAYGROUND_DATA_DIR": str(root / "shared")}
+        for n in range(replicas):  # each its own working directory; one data directory, the volume
             (root / f"r{n}").mkdir()
-            apps.append(Server(root / f"r{n}", _app_env(emulator, url)))
+            apps.append(Server(root / f"r{n}", environment))
             stack.callback(apps[-1].stop)
         startup = [_ready(app, began) for app in apps]
         urls = [app.url for app in apps]
-        warm, _ = asyncio.run(_burst(urls, f"warm-up {index}", 3 * replicas))  # imports, pools, caches
+        page = None if api else Page(urls[0])  # one page: the same event and inputs on every replica
+        warm, _ = asyncio.run(_burst(urls, page, f"warm-up {index}", 3 * replicas))  # imports, pools
         if errors := [e for _, e in warm if e]:
             raise RuntimeError(f"warm-up failed: {errors[:3]}")
         time.sleep(1.0)  # the warm-up's settles and claim releases finish before the reset
         postmaster = int((server.root / "data" / "postmaster.pid").read_text().split()[0])
         admin.execute("SELECT pg_stat_statements_reset()")
         app_cpu, pg_cpu = sum(cpu_s(a.proc.pid) for a in apps), _postgres_cpu_s(postmaster)
-        outcomes, wall = asyncio.run(_burst(urls, f"round {index}", people))
+        outcomes, wall = asyncio.run(_burst(urls, page, f"round {index}", people))
         app_cpu = sum(cpu_s(a.proc.pid) for a in apps) - app_cpu
         pg_cpu = _postgres_cpu_s(postmaster) - pg_cpu
     added = [t - LATENCY_S for t, _ in outcomes if t is not None]
     errors = [e for _, e in outcomes if e is not None]
+    if page is not None and _saved_images(url) != len(warm) + len(added):  # one image per generation
+        errors.append(f"history holds {_saved_images(url)} images for {len(warm) + len(added)} generations")
     return {
         "replicas": replicas,
         "round": index,
@@ -218,7 +258,7 @@ def _layout(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def run(quick: bool = False, people: int | None = None) -> dict[str, Any]:
+def run(quick: bool = False, people: int | None = None, api: bool = False) -> dict[str, Any]:
     people = people or (10 if quick else 200)
     order = (1, 2) if quick else (1, 2, 1, 2)  # alternating: both layouts see the same machine
     bin_dir = find_binaries()
@@ -235,14 +275,15 @@ def run(quick: bool = False, people: int | None = None) -> dict[str, Any]:
         # app's database, so the app's own databases stay exactly as the app makes them.
         admin.execute("CREATE EXTENSION pg_stat_statements")
         for index, replicas in enumerate(order, 1):
-            rounds.append(_round(server, admin, emulator, replicas, people, index))
+            rounds.append(_round(server, admin, emulator, replicas, people, index, api))
             print(_line(rounds[-1]), file=sys.stderr, flush=True)
     layouts = {f"{n}_replica{'s' if n > 1 else ''}": _layout([r for r in rounds if r["replicas"] == n])
                for n in sorted(set(order))}  # fmt: skip
     for r in rounds:
         del r["added_s"]
     return {
-        "people": people, "provider": PROVIDER, "latency_s": LATENCY_S, "order": list(order),
+        "people": people, "path": "api" if api else "page", "provider": PROVIDER, "latency_s": LATENCY_S,
+        "order": list(order),
         "database": "a fresh database per round, new app processes on it, warm-up before the stats reset",
         "layouts": layouts, "rounds": rounds, "machine": machine_info(),
     }  # fmt: skip
@@ -289,10 +330,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.replicas", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="N = 10, one round per layout")
     parser.add_argument("--people", type=int, help="people at once per round (default 200; 10 with --quick)")
+    parser.add_argument("--api", action="store_true", help="through the public API (keeps no history)")
     parser.add_argument("--json", type=Path, help="write the figures here")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, _stop)
-    report = run(args.quick, args.people)
+    report = run(args.quick, args.people, args.api)
     if args.json:
         args.json.write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n")
     print(table(report))
