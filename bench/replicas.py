@@ -137,7 +137,9 @@ async def _burst(urls: list[str], page: Page | None, tag: str, people: int) -> t
 
 def _saved_images(url: str) -> int:
     with psycopg.connect(url) as conn:
-        return int(conn.execute("SELECT count(*) FROM history_items").fetchone()[0])
+        row = conn.execute("SELECT count(*) FROM history_items").fetchone()
+    assert row is not None
+    return int(row[0])
 
 
 def _postgres_cpu_s(postmaster: int) -> float:
