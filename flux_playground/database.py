@@ -81,6 +81,11 @@ class Database(Protocol):
         """One read-only snapshot: every statement in the block sees the same committed state."""
         ...
 
+    def fetch(self, sql: str, parameters: Params = ()) -> list[tuple[Any, ...]]:
+        """One SELECT's rows: one statement is consistent on its own, so no transaction around it
+        (on PostgreSQL, one round trip instead of four)."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -114,6 +119,10 @@ class SqliteDatabase:
     def reading(self) -> Iterator[Statements]:
         with self._lock, snapshot(self._conn) as conn:
             yield conn
+
+    def fetch(self, sql: str, parameters: Params = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            return self._conn.execute(sql, parameters).fetchall()
 
     def close(self) -> None:
         with self._lock:

@@ -149,6 +149,10 @@ class PostgresDatabase:
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             yield _Statements(conn)
 
+    def fetch(self, sql: str, parameters: Params = ()) -> list[tuple[Any, ...]]:
+        with self._connection() as conn:
+            return [tuple(row) for row in _Statements(conn).execute(sql, parameters).fetchall()]
+
     def close(self) -> None:
         with self._lock:
             if self._pool is not None:

@@ -162,11 +162,10 @@ class Evidence:
         db = self._database(create=False)
         if db is None:
             return []
-        with db.reading() as conn:
-            found = conn.execute(
-                f"SELECT {_COLUMNS} FROM runs WHERE demo = ? AND at >= ? ORDER BY id DESC",
-                (int(demo), self._clock() - WINDOW_S),
-            ).fetchall()
+        found = db.fetch(
+            f"SELECT {_COLUMNS} FROM runs WHERE demo = ? AND at >= ? ORDER BY id DESC",
+            (int(demo), self._clock() - WINDOW_S),
+        )
         rows: list[RunRow] = []
         kept: dict[tuple[str, str], int] = {}
         for provider, size, is_demo, ok, latency, job, failure, at in found:

@@ -316,8 +316,7 @@ class History:
                 path.unlink(missing_ok=True)
 
     def _query(self, sql: str, params: tuple[object, ...]) -> builtins.list[tuple[Any, ...]]:
-        with self._db.reading() as conn:
-            return [tuple(row) for row in conn.execute(sql, params).fetchall()]
+        return self._db.fetch(sql, params)
 
     async def _count(self, sql: str, params: tuple[object, ...]) -> int:
         found = await asyncio.to_thread(self._query, sql, params)

@@ -3,8 +3,10 @@ by several replicas of the app. Chosen by `FLUX_PLAYGROUND_DATABASE_URL` (`open_
 
     ledger = open_ledger(settings)
     with ledger.writing() as tx:           # one transaction; no other writer (replica) interleaves
-        tx.lock(everyone=True, who=who)    # before anything is read: the caps this check depends on
-        tx.spent(day, who) ...; tx.reserve(...)
+        tx.lock(everyone=False, who=who)   # before anything of theirs is read: their caps
+        tx.spent(day, who) ...
+        tx.lock(everyone=True, who=None)   # the global cap last, held as briefly as possible
+        tx.spent(day) ...; tx.reserve(...)
     ledger.settle(reservation, micro_usd=None)
 
 The policy (which cap, what message, how much) lives in limits.py; a ledger only stores and locks.
@@ -107,7 +109,8 @@ class LedgerWrite:
         return rows
 
     def lock(self, *, everyone: bool, who: str | None) -> None:
-        """Hold, until the transaction ends, the global cap (`everyone`) and/or one person's limits."""
+        """Hold, until the transaction ends, one person's limits and/or the global cap (`everyone`).
+        Always in that order, within a call and across calls: the person's, then the global one."""
 
     def recent_requests(self, who: str, since: float) -> tuple[int, float | None]:
         """How many runs `who` was admitted for after `since`, and when the oldest of them was."""

@@ -1,11 +1,12 @@
 """The spend ledger on PostgreSQL, shared by every replica of the app (ledger.py has the interface).
 
 A cap holds across replicas because the check and the reservation happen in one transaction that
-first takes `pg_advisory_xact_lock` on the cap's key (the global budget, one person's budget and
-rate): a second replica's transaction for the same cap waits at that lock until the first commits,
-then reads its reservation. Locks are always taken global first, then the person, so two
-transactions cannot wait on each other. READ COMMITTED is enough: each statement after the lock
-sees everything committed before it.
+first takes `pg_advisory_xact_lock` on the cap's key (one person's budget and rate, the global
+budget): a second replica's transaction for the same cap waits at that lock until the first commits,
+then reads its reservation. Locks are always taken the person's first, then the global one, so two
+transactions cannot wait on each other; the global lock, which every paid run queues for, is taken
+last and held for one read and the reservations only. READ COMMITTED is enough: each statement
+after the lock sees everything committed before it.
 
 psycopg 3, synchronous, with a connection pool: the guard already calls its ledger from worker
 threads (asyncio.to_thread) and settles from them, so the same shape serves both back ends and
@@ -44,8 +45,9 @@ class _PostgresWrite(LedgerWrite):
     param = "%s"
 
     def lock(self, *, everyone: bool, who: str | None) -> None:
-        # Global first, then the person: one order everywhere, so no two transactions deadlock.
-        for name in (["spend:everyone"] if everyone else []) + ([f"person:{who}"] if who else []):
+        # The person first, then the global budget: one order everywhere (limits.py takes the
+        # global lock last, after the person's), so no two transactions wait on each other.
+        for name in ([f"person:{who}"] if who else []) + (["spend:everyone"] if everyone else []):
             self._execute("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", (advisory_key(name),))
 
 

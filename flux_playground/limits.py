@@ -158,10 +158,12 @@ class Guard:
         """The rate and the caps, checked and recorded in one transaction; the reservations made."""
         who, now, settings = _person_key(person), self._clock(), self.settings
         with self._ledger.writing() as tx:
-            # Before anything is read: every cap this run is checked against, so no other
-            # transaction (another replica's) can read the same spend and reserve it too.
+            # Before anything of this person's is read: their rate and budget, so no other
+            # transaction (another replica's) can read the same spend and reserve it too. The
+            # global budget is locked later (_reserve), as briefly as possible: every paid run of
+            # every replica queues for that one.
             tx.lock(
-                everyone=bool(charges) and settings.daily_budget_usd is not None,
+                everyone=False,
                 who=who
                 if settings.per_user_requests_per_minute is not None
                 or (charges and settings.per_user_daily_budget_usd is not None)
@@ -175,10 +177,7 @@ class Guard:
         again as in `_admit`, the request rate not counted again."""
         who, settings = _person_key(person), self.settings
         with self._ledger.writing() as tx:
-            tx.lock(
-                everyone=settings.daily_budget_usd is not None,
-                who=who if settings.per_user_daily_budget_usd is not None else None,
-            )
+            tx.lock(everyone=False, who=who if settings.per_user_daily_budget_usd is not None else None)
             return self._reserve(tx, who, charges)
 
     def _count_rate(self, tx: LedgerWrite, who: str, now: float) -> None:
@@ -213,12 +212,16 @@ class Guard:
         amounts = {name: _micro(cost or Decimal(0)) for name, cost in charges.items()}
         wanted = sum(amounts.values())
         day = self._day()
+        # The person's cap first (their lock is held already), then the global one: its lock is
+        # taken only now and held to the commit, a read and the reservations later.
         for cap, personal_cap, whose in (
-            (daily, False, "This app's daily budget"),
             (personal, True, "Your daily budget on this app"),
+            (daily, False, "This app's daily budget"),
         ):
             if cap is None:
                 continue
+            if not personal_cap:
+                tx.lock(everyone=True, who=None)
             spent = tx.spent(day, who if personal_cap else None)
             if spent + wanted > _micro(cap):
                 raise LimitExceeded(
