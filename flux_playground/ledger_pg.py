@@ -76,6 +76,9 @@ class PostgresLedger:
                     timeout=WAIT_S,
                     kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT_S},
                     configure=configure,
+                    # A connection the server dropped (restart, failover, an admin) is replaced
+                    # before use: one round trip per checkout, none while a lock is held.
+                    check=ConnectionPool.check_connection,
                     open=False,
                     name="flux-playground-ledger",
                 )

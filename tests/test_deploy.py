@@ -115,8 +115,8 @@ def test_compose_runs_two_replicas_postgres_and_a_load_balancer() -> None:
     assert {n: s.get("ports") for n, s in services.items()} == {
         "app-1": None, "app-2": None, "lb": ["8080:8080"], "postgres": None,
     }  # fmt: skip
-    # Today (SQLite) each replica has its own data directory (docs/deploying.md).
-    assert [services[a]["volumes"] for a in apps] == [["data-1:/data"], ["data-2:/data"]]
+    # History is in PostgreSQL; its images on one volume both replicas mount (docs/deploying.md).
+    assert [services[a]["volumes"] for a in apps] == [["data:/data"], ["data:/data"]]  # one shared volume
 
 
 def test_the_load_balancer_is_sticky_to_exactly_the_replicas() -> None:

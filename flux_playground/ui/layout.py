@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import gradio as gr
 
 from ..compat.gradio import gallery_payload
+from ..errors import PlaygroundError
 from ..models import MAX_PROMPT_CHARS
 from ..providers import PROVIDERS
 from ..route import preview
@@ -38,6 +40,7 @@ from .presets import (
     SIZE_STEP,
     STEP_LIMITS,
 )
+from .refusals import refuse
 
 __all__ = ["build_blocks", "default_providers", "elem_id", "field_name"]
 
@@ -250,6 +253,16 @@ def build_blocks(settings: Settings, handlers: Handlers, *, oauth: bool) -> gr.B
     return blocks
 
 
+@contextlib.contextmanager
+def _in_words() -> Iterator[None]:
+    """A PlaygroundError no handler turned into words itself (the shared database out of reach, say)
+    reaches the person as its sentence, one line in the log, never a traceback."""
+    try:
+        yield
+    except PlaygroundError as exc:
+        raise refuse(exc.message) from None
+
+
 class _FormBinder:
     """Binds a handler that takes a Form to the named components it reads.
 
@@ -272,18 +285,21 @@ class _FormBinder:
         if inspect.isasyncgenfunction(handler):
 
             async def wrapper(values: dict[Any, Any], *args: Any, **kwargs: Any) -> Any:
-                async for update in handler(to_form(values), *args, **kwargs):
-                    yield update
+                with _in_words():
+                    async for update in handler(to_form(values), *args, **kwargs):
+                        yield update
 
         elif inspect.iscoroutinefunction(handler):
 
             async def wrapper(values: dict[Any, Any], *args: Any, **kwargs: Any) -> Any:
-                return await handler(to_form(values), *args, **kwargs)
+                with _in_words():
+                    return await handler(to_form(values), *args, **kwargs)
 
         else:
 
             def wrapper(values: dict[Any, Any], *args: Any, **kwargs: Any) -> Any:
-                return handler(to_form(values), *args, **kwargs)
+                with _in_words():
+                    return handler(to_form(values), *args, **kwargs)
 
         bound = functools.wraps(handler)(wrapper)
         # Gradio names every event after its function, and a page event must never take a name the
