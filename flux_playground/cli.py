@@ -261,7 +261,8 @@ def stats_table(report: Stats, settings: Settings) -> str:
     )
     measured = [s for s in report.providers if s.runs]
     if not measured:
-        where = f"No runs recorded yet in {settings.data_dir.resolve()}"
+        place = "the database" if settings.database_url else str(settings.data_dir.resolve())
+        where = f"No runs recorded yet in {place}"
         return f"{head}\n\n{where}: every run this app makes (page, API, MCP, CLI) adds one."
     width = max(len(s.label) for s in measured) + 2
     columns = (

@@ -41,6 +41,42 @@ def emulator() -> Iterator[object]:
         yield server
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--database",
+        choices=("sqlite", "postgres"),
+        default="sqlite",
+        help="where the app keeps its state in every test that does not choose for itself: postgres "
+        "sets FLUX_PLAYGROUND_DATABASE_URL to a database of the suite's own server, emptied before "
+        "each test (README.md, 'Tests')",
+    )
+
+
+@pytest.fixture(autouse=True)
+def _suite_database(request: pytest.FixtureRequest, _isolated_environment: None) -> Iterator[None]:
+    """With --database=postgres, every Settings the test (or an app it starts) reads from the
+    environment keeps history, statistics and the ledger in PostgreSQL. Tests about SQLite itself
+    are marked `sqlite_only` and skip in that pass."""
+    if request.config.getoption("--database") != "postgres":
+        yield
+        return
+    marker = request.node.get_closest_marker("sqlite_only")
+    if marker is not None:
+        pytest.skip(f"about SQLite: {marker.args[0]}")
+    database = request.getfixturevalue("_worker_database")
+    database.empty()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("FLUX_PLAYGROUND_DATABASE_URL", database.url)
+        yield
+
+
+@pytest.fixture(scope="session")
+def _worker_database(postgres_server: Any) -> Any:
+    from pgserver import SuiteDatabase
+
+    return SuiteDatabase(postgres_server.new_database())
+
+
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[Any]:
     """A PostgreSQL server of our own for the session (tests/pgserver.py). Without PostgreSQL's
@@ -84,6 +120,8 @@ def database_backend(request: pytest.FixtureRequest) -> Iterator[str]:
             if single is not None:
                 pytest.skip(f"runs in the SQLite pass only: {single.args[0]}")
             _bind_to_postgres(request, patch, request.getfixturevalue("postgres_url"))
+        else:  # SQLite, whatever --database says for the rest of the suite
+            patch.delenv("FLUX_PLAYGROUND_DATABASE_URL", raising=False)
         yield str(request.param)
 
 

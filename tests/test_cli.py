@@ -12,6 +12,7 @@ from flux_playground import cli
 from flux_playground.emulator.server import EmulatorServer
 from flux_playground.evidence import Evidence, RunRow
 from flux_playground.providers import PROVIDERS
+from flux_playground.settings import Settings
 
 
 @pytest.fixture
@@ -40,14 +41,14 @@ def test_stats_before_any_run(environment: Path, capsys: pytest.CaptureFixture[s
     assert out == (
         "Provider statistics from this app's own real runs (the last 7 days, at most 200 runs per provider "
         "and size):\n\n"
-        f"No runs recorded yet in {environment.resolve()}: "
+        f"No runs recorded yet in {'the database' if Settings().database_url else environment.resolve()}: "
         "every run this app makes (page, API, MCP, CLI) adds one.\n"
     )
 
 
 def test_stats_as_a_table_and_as_json(environment: Path, capsys: pytest.CaptureFixture[str]) -> None:
     now = time.time()
-    evidence = Evidence(environment)
+    evidence = Evidence(environment, database_url=Settings().database_url)  # where the CLI reads
     for latency in (1.0, 2.0, 3.0, 4.0, 5.0):
         evidence.record(RunRow("deepinfra", "medium", False, True, latency_s=latency, at=now))
     evidence.record(RunRow("deepinfra", "medium", False, False, failure="RateLimited", at=now))

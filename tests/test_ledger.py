@@ -52,7 +52,7 @@ async def paid_run(guard: Guard, person: str, seed: int, cost: str = "0.003") ->
 
 
 def test_the_setting_chooses_the_back_end(tmp_path: Path) -> None:
-    sqlite = Guard(Settings(_env_file=None, data_dir=tmp_path))
+    sqlite = Guard(Settings(_env_file=None, data_dir=tmp_path, database_url=None))
     postgres = Guard(
         Settings(_env_file=None, data_dir=tmp_path, database_url="postgresql://u:p@127.0.0.1/db")
     )

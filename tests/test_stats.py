@@ -176,6 +176,7 @@ def _missing() -> Any:
 # --- recorded from real runs ---------------------------------------------------------------------------
 
 
+@pytest.mark.single_pass("reads the bytes of SQLite's file")
 async def test_every_outcome_is_one_row_with_nothing_personal(server: EmulatorServer, tmp_path: Path) -> None:
     settings = emulator_settings(server, tmp_path)
     prompt = "a lighthouse PERSONAL-7Q at dusk"
@@ -219,6 +220,7 @@ async def test_a_pasted_key_that_is_refused_says_nothing_about_the_provider(
     assert (figures.get("segmind", "small") or _missing()).runs == 0
 
 
+@pytest.mark.single_pass("breaks SQLite's file")
 async def test_recording_failures_never_fail_a_run(
     server: EmulatorServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
