@@ -88,6 +88,9 @@ def check_after_restart(data_dir: Path, rows: dict[str, str]) -> None:
         guard.close()
 
 
+@pytest.mark.sqlite_only(
+    "reads the SQLite file of the killed app; tests/test_replicas.py kills one on PostgreSQL"
+)
 def test_app_killed_mid_generation_loses_nothing_it_showed(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     with running_app(tmp_path) as (server, url):
@@ -198,6 +201,7 @@ def test_writer_killed_at_any_moment_leaves_only_whole_items(tmp_path: Path, kil
     assert len(rows) % 3 == 0  # a run's images are listed all together or not at all
 
 
+@pytest.mark.sqlite_only("WAL and the busy timeout are SQLite's")
 def test_wal_busy_timeout_and_many_concurrent_writers(tmp_path: Path) -> None:
     first, second = History(tmp_path), History(tmp_path)  # two connections, like two worker processes
     guard = Guard(Settings(_env_file=None, data_dir=tmp_path, daily_budget_usd=Decimal("100")))
