@@ -26,7 +26,14 @@ from .database import Cursor, Dialect, Params, Statements, Step
 from .db import apply_steps
 from .errors import PlaygroundError
 
-__all__ = ["DatabaseUnavailable", "PostgresDatabase", "advisory_key", "configure", "migrate"]
+__all__ = [
+    "DatabaseUnavailable",
+    "PostgresDatabase",
+    "advisory_key",
+    "configure",
+    "migrate",
+    "open_pool",
+]
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +78,25 @@ def migrate(conn: psycopg.Connection[Any], component: str, steps: Sequence[Seque
         apply_steps(execute, component, steps)
 
 
+def open_pool(url: str, *, name: str, max_size: int) -> ConnectionPool:
+    """A pool of autocommit connections, every wait bounded, opened in the background."""
+    pool = ConnectionPool(
+        url,
+        min_size=1,
+        max_size=max_size,
+        timeout=POOL_WAIT_S,
+        kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT_S},
+        configure=configure,
+        # A connection the server dropped (restart, failover, an admin) is replaced before use:
+        # one round trip per checkout, none while a lock is held.
+        check=ConnectionPool.check_connection,
+        open=False,
+        name=f"flux-playground-{name}",
+    )
+    pool.open(wait=False)
+    return pool
+
+
 @functools.lru_cache(maxsize=512)
 def _rewrite(sql: str, named: bool) -> str:
     sql = sql.replace("%", "%%")
@@ -97,8 +123,10 @@ class _Statements:
 class PostgresDatabase:
     dialect: Dialect = "postgres"
 
-    def __init__(self, url: SecretStr, *, name: str, max_size: int = 8) -> None:
+    def __init__(self, url: SecretStr, *, name: str, max_size: int = 8, label: str | None = None) -> None:
         self._url, self._name, self._max_size = url, name, max_size
+        #: In its log lines: "The <label> database failed: …".
+        self.label = label or name
         self._lock = threading.Lock()  # guards opening the pool only; the pool serves threads itself
         self._pool: ConnectionPool | None = None
 
@@ -109,24 +137,11 @@ class PostgresDatabase:
                 # One plain connection first: a server that is down fails now, not after the pool's
                 # retries in the background.
                 psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S).close()
-                self._pool = ConnectionPool(
-                    url,
-                    min_size=1,
-                    max_size=self._max_size,
-                    timeout=POOL_WAIT_S,
-                    kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT_S},
-                    configure=configure,
-                    # A connection the server dropped (restart, failover, an admin) is replaced
-                    # before use: one round trip per checkout, none while a lock is held.
-                    check=ConnectionPool.check_connection,
-                    open=False,
-                    name=f"flux-playground-{self._name}",
-                )
-                self._pool.open(wait=False)
+                self._pool = open_pool(url, name=self._name, max_size=self._max_size)
             return self._pool
 
     @contextmanager
-    def _connection(self) -> Iterator[psycopg.Connection[Any]]:
+    def connection(self) -> Iterator[psycopg.Connection[Any]]:
         """A pooled connection; an unreachable server becomes a sentence, never a traceback or URL."""
         try:
             with self._open().connection() as conn:
@@ -134,26 +149,26 @@ class PostgresDatabase:
         except (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout) as exc:
             # Only the kind of failure is logged: a driver's message may quote the connection string.
             sqlstate = getattr(exc, "sqlstate", None) or "-"
-            log.warning("The %s database failed: %s (SQLSTATE %s)", self._name, type(exc).__name__, sqlstate)
+            log.warning("The %s database failed: %s (SQLSTATE %s)", self.label, type(exc).__name__, sqlstate)
             raise DatabaseUnavailable() from None
 
     def migrate(self, component: str, steps: Sequence[Step]) -> None:
-        with self._connection() as conn:
+        with self.connection() as conn:
             migrate(conn, component, [step.postgres for step in steps])
 
     @contextmanager
     def writing(self) -> Iterator[Statements]:
-        with self._connection() as conn, conn.transaction():
+        with self.connection() as conn, conn.transaction():
             yield _Statements(conn)
 
     @contextmanager
     def reading(self) -> Iterator[Statements]:
-        with self._connection() as conn, conn.transaction():
+        with self.connection() as conn, conn.transaction():
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             yield _Statements(conn)
 
     def fetch(self, sql: str, parameters: Params = ()) -> list[tuple[Any, ...]]:
-        with self._connection() as conn:
+        with self.connection() as conn:
             return [tuple(row) for row in _Statements(conn).execute(sql, parameters).fetchall()]
 
     def close(self) -> None:

@@ -23,10 +23,9 @@ from contextlib import contextmanager
 from typing import Any
 
 import psycopg
-from psycopg_pool import ConnectionPool, PoolTimeout
 from pydantic import SecretStr
 
-from .database_pg import advisory_key, configure, migrate
+from .database_pg import DatabaseUnavailable, PostgresDatabase, advisory_key
 from .ledger import LEDGER_STEPS, LedgerUnavailable, LedgerWrite, _settle_sql, _spent
 
 __all__ = ["PostgresLedger"]
@@ -35,9 +34,6 @@ log = logging.getLogger(__name__)
 
 #: More than the worker threads that call it at once (asyncio's default pool on a small machine).
 POOL_MAX = 16
-CONNECT_TIMEOUT_S = 5
-#: A transaction waits at most this long for another replica's lock or for a free connection.
-WAIT_S = 10.0
 _PRUNE_EVERY_S = 60.0
 
 
@@ -55,46 +51,27 @@ class PostgresLedger:
     shared = True
 
     def __init__(self, url: SecretStr) -> None:
-        self._url = url
-        self._lock = threading.Lock()  # guards opening the pool only; the pool serves threads itself
-        self._pool: ConnectionPool | None = None
+        self._db = PostgresDatabase(url, name="ledger", max_size=POOL_MAX, label="spend ledger")
+        self._lock = threading.Lock()  # guards the first migration only
+        self._migrated = False
         self._pruned_at = 0.0
-
-    def _open(self) -> ConnectionPool:
-        with self._lock:
-            if self._pool is None:
-                url = self._url.get_secret_value()
-                # One plain connection first: a server that is down fails now, not after the pool's
-                # retries, and the schema is ready before any pooled connection is used.
-                with psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S) as conn:
-                    configure(conn)
-                    migrate(conn, "spend", [step.postgres for step in LEDGER_STEPS])
-                self._pool = ConnectionPool(
-                    url,
-                    min_size=1,
-                    max_size=POOL_MAX,
-                    timeout=WAIT_S,
-                    kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT_S},
-                    configure=configure,
-                    # A connection the server dropped (restart, failover, an admin) is replaced
-                    # before use: one round trip per checkout, none while a lock is held.
-                    check=ConnectionPool.check_connection,
-                    open=False,
-                    name="flux-playground-ledger",
-                )
-                self._pool.open(wait=False)
-            return self._pool
 
     @contextmanager
     def _connection(self) -> Iterator[psycopg.Connection[Any]]:
-        """A pooled connection; an unreachable server becomes a sentence, never a traceback or URL."""
+        """A pooled connection, the ledger's tables made on first use. Any database failure is
+        LedgerUnavailable: a cap nobody can check counts as reached."""
         try:
-            with self._open().connection() as conn:
+            with self._lock:
+                if not self._migrated:
+                    self._db.migrate("spend", LEDGER_STEPS)
+                    self._migrated = True
+            with self._db.connection() as conn:
                 yield conn
-        except (psycopg.Error, PoolTimeout) as exc:
-            # Only the kind of failure is logged: a driver's message may quote the connection string.
+        except DatabaseUnavailable:  # already logged, in one line
+            raise LedgerUnavailable() from None
+        except psycopg.Error as exc:
             sqlstate = getattr(exc, "sqlstate", None) or "-"
-            log.warning("The spend ledger's database failed: %s (SQLSTATE %s)", type(exc).__name__, sqlstate)
+            log.warning("The spend ledger database failed: %s (SQLSTATE %s)", type(exc).__name__, sqlstate)
             raise LedgerUnavailable() from None
 
     @contextmanager
@@ -131,7 +108,4 @@ class PostgresLedger:
             conn.execute("DELETE FROM running WHERE fingerprint = %s AND holder = %s", (fingerprint, token))
 
     def close(self) -> None:
-        with self._lock:
-            if self._pool is not None:
-                self._pool.close()
-                self._pool = None
+        self._db.close()

@@ -61,4 +61,4 @@ def test_the_page_says_when_its_database_is_out_of_reach(
     logged = "\n".join(record.getMessage() for record in caplog.records)
     assert "Traceback" not in logged and url not in logged and "127.0.0.1:" + url.split(":")[-1] not in logged
     # One line each, the kind of failure only (a driver's message may quote the connection string).
-    assert "The history database failed: " in logged and "The spend ledger's database failed: " in logged
+    assert "The history database failed: " in logged and "The spend ledger database failed: " in logged

@@ -148,8 +148,10 @@ def test_both_back_ends_share_one_schema_history(tmp_path: Path, postgres_url: s
             assert tables == [("rate_events",), ("running",), ("schema_versions",), ("spend",)]
             conn.execute("UPDATE schema_versions SET version = 99 WHERE component = 'spend'")
         # Written by a newer app: refused rather than misread; another replica opens it the same way.
+        newer = PostgresLedger(SecretStr(postgres_url))
         with pytest.raises(RuntimeError, match="at version 99, newer than this app knows"):
-            PostgresLedger(SecretStr(postgres_url)).spent("2025-11-21")
+            newer.spent("2025-11-21")
+        newer.close()
     finally:
         sqlite.close()
         postgres.close()

@@ -117,15 +117,22 @@ def assert_whole(items: list[Any]) -> None:
                 image.load()
 
 
+def replicas(
+    emulator: EmulatorServer, database_url: str, root: Path, *names: str
+) -> tuple[Path, dict[str, str], list[Path]]:
+    """The shared data directory, the environment every replica gets, a working directory each."""
+    emulator.reset()
+    shared = root / "shared-data"
+    workdirs = [root / name for name in names]
+    for workdir in workdirs:
+        workdir.mkdir()
+    return shared, replica_environment(emulator, database_url, shared), workdirs
+
+
 def test_two_replicas_on_one_database_hold_the_caps_exactly(
     emulator: EmulatorServer, postgres_url: str, tmp_path: Path
 ) -> None:
-    emulator.reset()
-    shared = tmp_path / "shared-data"
-    environment = replica_environment(emulator, postgres_url, shared)
-    workdirs = [tmp_path / "replica-a", tmp_path / "replica-b"]
-    for workdir in workdirs:
-        workdir.mkdir()
+    shared, environment, workdirs = replicas(emulator, postgres_url, tmp_path, "replica-a", "replica-b")
     with (
         running_app(workdirs[0], **environment) as (_, first),
         running_app(workdirs[1], **environment) as (_, second),
@@ -172,12 +179,8 @@ def test_two_replicas_on_one_database_hold_the_caps_exactly(
 def test_a_replica_killed_mid_burst_leaves_nothing_half_written(
     emulator: EmulatorServer, postgres_url: str, tmp_path: Path
 ) -> None:
-    emulator.reset()
-    shared = tmp_path / "shared-data"
-    environment = replica_environment(emulator, postgres_url, shared)
-    workdirs = [tmp_path / "replica-a", tmp_path / "replica-b", tmp_path / "replica-b-again"]
-    for workdir in workdirs:
-        workdir.mkdir()
+    names = ("replica-a", "replica-b", "replica-b-again")
+    shared, environment, workdirs = replicas(emulator, postgres_url, tmp_path, *names)
     with (
         running_app(workdirs[0], **environment) as (_, first),
         running_app(workdirs[1], **environment) as (doomed, second),
