@@ -20,7 +20,7 @@ __all__ = ["main"]
 
 def main() -> None:
     from .demo import start_demo
-    from .errors import ConfigurationError
+    from .errors import ConfigurationError, PlaygroundError
     from .settings import Settings
     from .ui import freeze_startup_heap, launch_page
 
@@ -40,7 +40,10 @@ def main() -> None:
         if settings.demo_mode:
             settings = stack.enter_context(start_demo(settings))
         # On Spaces Gradio's address comes from GRADIO_SERVER_NAME; locally the page stays on loopback.
-        page = launch_page(settings)
+        try:
+            page = launch_page(settings)
+        except PlaygroundError as exc:  # its database out of reach, a replica off the shared volume
+            raise SystemExit(f"error: {exc}") from None
         print(f"* Running on {page.url}  (MCP: {page.url}gradio_api/mcp/)", flush=True)
         freeze_startup_heap()
         _stop_on_sigterm()

@@ -12,8 +12,11 @@ files, no provider call without its charge, and the caps held.
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import secrets
+import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
@@ -24,7 +27,16 @@ import httpx
 import psycopg
 import pytest
 from PIL import Image
-from ui.appclient import PageRun, event_data, page_fn_index, run_page, run_page_event, running_app
+from ui.appclient import (
+    REPO,
+    PageRun,
+    event_data,
+    free_port,
+    page_fn_index,
+    run_page,
+    run_page_event,
+    running_app,
+)
 
 from flux_playground.emulator.server import EmulatorServer
 from flux_playground.history import History
@@ -213,3 +225,37 @@ def test_a_replica_killed_mid_burst_leaves_nothing_half_written(
             assert_whole(items[name])
             assert [burst.seen_from(url, name) for url in (first, second)] == [len(items[name])] * 2
     assert sum(len(listed) for listed in items.values()) <= submits
+
+
+def start_refused(workdir: Path, environment: dict[str, str]) -> str:
+    """`python app.py` that must not start: what it printed, once it exited with status 1."""
+    workdir.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(REPO), "GRADIO_SERVER_PORT": str(free_port()), **environment}
+    done = subprocess.run(
+        [sys.executable, str(REPO / "app.py")],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
+    return done.stderr
+
+
+def test_a_replica_off_the_shared_volume_or_its_database_is_refused_at_start(
+    emulator: EmulatorServer, postgres_url: str, tmp_path: Path
+) -> None:
+    shared, environment, (first,) = replicas(emulator, postgres_url, tmp_path, "replica-a")
+    with running_app(first, **environment):  # the first replica makes the images folder on the volume
+        pass
+    own_disk = {**environment, "FLUX_PLAYGROUND_DATA_DIR": str(tmp_path / "not-the-volume")}
+    said = start_refused(tmp_path / "replica-b", own_disk)
+    assert "every replica must mount the same data directory" in said
+    # Nothing was written where it would have been invisible to the other replicas.
+    assert not list((tmp_path / "not-the-volume").rglob("*.png"))
+
+    nowhere = f"postgresql://owner:hunter2@127.0.0.1:{free_port()}/flux"
+    said = start_refused(tmp_path / "replica-c", {**environment, "FLUX_PLAYGROUND_DATABASE_URL": nowhere})
+    assert "error: This app cannot reach its database right now" in said and "hunter2" not in said
