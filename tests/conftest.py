@@ -47,34 +47,39 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         choices=("sqlite", "postgres"),
         default="sqlite",
         help="where the app keeps its state in every test that does not choose for itself: postgres "
-        "sets FLUX_PLAYGROUND_DATABASE_URL to a database of the suite's own server, emptied before "
-        "each test (README.md, 'Tests')",
+        "sets FLUX_PLAYGROUND_DATABASE_URL to a fresh database of the suite's own server for each test "
+        "and each module (docs/deploying.md, 'Testing with PostgreSQL locally')",
     )
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _module_database(request: pytest.FixtureRequest) -> Iterator[None]:
+    """With --database=postgres, what a module sets up once (an app it serves to all its tests)
+    keeps its state in a fresh PostgreSQL database of its own."""
+    if request.config.getoption("--database") != "postgres":
+        yield
+        return
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(
+            "FLUX_PLAYGROUND_DATABASE_URL", request.getfixturevalue("postgres_server").new_database()
+        )
+        yield
 
 
 @pytest.fixture(autouse=True)
 def _suite_database(request: pytest.FixtureRequest, _isolated_environment: None) -> Iterator[None]:
     """With --database=postgres, every Settings the test (or an app it starts) reads from the
-    environment keeps history, statistics and the ledger in PostgreSQL. Tests about SQLite itself
-    are marked `sqlite_only` and skip in that pass."""
+    environment keeps history, statistics and the ledger in a fresh PostgreSQL database (a CREATE
+    DATABASE, ~65 ms). Tests about SQLite itself are marked `sqlite_only` and skip in that pass."""
     if request.config.getoption("--database") != "postgres":
         yield
         return
     marker = request.node.get_closest_marker("sqlite_only")
     if marker is not None:
         pytest.skip(f"about SQLite: {marker.args[0]}")
-    database = request.getfixturevalue("_worker_database")
-    database.empty()
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("FLUX_PLAYGROUND_DATABASE_URL", database.url)
+        patch.setenv("FLUX_PLAYGROUND_DATABASE_URL", request.getfixturevalue("postgres_url"))
         yield
-
-
-@pytest.fixture(scope="session")
-def _worker_database(postgres_server: Any) -> Any:
-    from pgserver import SuiteDatabase
-
-    return SuiteDatabase(postgres_server.new_database())
 
 
 @pytest.fixture(scope="session")

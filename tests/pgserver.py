@@ -24,7 +24,7 @@ from pathlib import Path
 
 from ui.appclient import free_port
 
-__all__ = ["PostgresServer", "SuiteDatabase", "find_binaries", "postgres_required"]
+__all__ = ["PostgresServer", "find_binaries", "postgres_required"]
 
 
 def postgres_required() -> bool:
@@ -93,27 +93,3 @@ class PostgresServer:
             raise RuntimeError(
                 f"{program} failed: {done.stderr.strip()}\n{log.read_text() if log.exists() else ''}"
             )
-
-
-@dataclass
-class SuiteDatabase:
-    """One database for a whole test session (`pytest --database=postgres`), emptied before each test:
-    a fresh database per test would cost a CREATE DATABASE each, ~10 times more than this."""
-
-    url: str
-
-    def empty(self) -> None:
-        """Every row of every table gone, identities restarted; the schema and its versions kept."""
-        import psycopg
-
-        with psycopg.connect(self.url, autocommit=True) as conn:
-            conn.execute(b"SET lock_timeout = '10s'")
-            tables = [
-                row[0]
-                for row in conn.execute(
-                    b"SELECT quote_ident(tablename) FROM pg_tables WHERE schemaname = 'public'"
-                    b" AND tablename <> 'schema_versions'"
-                )
-            ]
-            if tables:
-                conn.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY".encode())

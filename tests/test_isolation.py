@@ -193,7 +193,7 @@ class Site:
 def site(emulator: EmulatorServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     data_dir = tmp_path_factory.mktemp("isolation-data")
     settings = emulator_settings(emulator, data_dir)
-    history = History(data_dir)
+    history = History(data_dir, database_url=settings.database_url)  # PostgreSQL with --database=postgres
     try:
         with serve(settings, history=history) as app:
             yield Site(app.url, data_dir, history, emulator)
@@ -215,6 +215,7 @@ def alices_image(site: Site) -> tuple[Any, str]:
     return item, shown[0]
 
 
+@pytest.mark.single_pass("its app is one per module, on the back end --database names")
 def test_files_are_served_only_as_copies_handed_to_their_owner(
     site: Site, alices_image: tuple[Any, str]
 ) -> None:
@@ -257,6 +258,7 @@ PRIVATE_EVENTS = [
 ]
 
 
+@pytest.mark.single_pass("its app is one per module, on the back end --database names")
 def test_private_events_cannot_be_called_by_name(site: Site, alices_image: tuple[Any, str]) -> None:
     item, _ = alices_image
     before = site.emulator.stats()["requests"].get("deepinfra", {}).get("submit", 0)
@@ -282,6 +284,7 @@ def test_private_events_cannot_be_called_by_name(site: Site, alices_image: tuple
     assert answer.event == "complete" and item.id not in answer.text
 
 
+@pytest.mark.single_pass("its app is one per module, on the back end --database names")
 def test_the_page_events_only_act_for_the_browser_that_calls_them(
     site: Site, alices_image: tuple[Any, str]
 ) -> None:
