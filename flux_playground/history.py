@@ -72,7 +72,7 @@ UNDO_SECONDS = 30.0
 _LEFTOVER_AGE_S = 600.0
 #: What an item or run id can be (ours are token_urlsafe); anything else names nothing, and is not
 #: sent to the database at all (PostgreSQL refuses a NUL byte in text outright).
-_RUN_ID = _ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _RESULT_FIELDS = {"provider", "provider_label", "estimated_cost_usd", "reported_cost_usd", "latency_s"}
 _ITEMS = f"SELECT {rows.COLUMNS} FROM history_items"
 
@@ -135,7 +135,7 @@ class History:
         reopens with its cards in that order and "reuse" gets them all, the failed ones included.
         Without a run id each call is a run of its own.
         """
-        if run_id is not None and not _RUN_ID.fullmatch(run_id):
+        if run_id is not None and not _ID.fullmatch(run_id):
             raise ValueError("a run id is 1 to 64 letters, digits, '-' or '_'")
         return await asyncio.to_thread(self._add, owner, result, run_id or self.new_run_id(), run_providers)
 
