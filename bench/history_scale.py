@@ -14,6 +14,10 @@ SQLite lacks FTS5 ("like": `prompt_folded LIKE '%word%'`, one per word). `found`
 gives: the same for one word, and prefixes find words LIKE also finds inside others ("ca" in
 "volcano").
 
+Where PostgreSQL's binaries are found (tests/pgserver.py), the same searches run a third time on a
+PostgreSQL history holding the same rows ("tsvector", what FLUX_PLAYGROUND_DATABASE_URL uses), in the
+same run; its counts must equal FTS5's (the same rules), or the benchmark fails.
+
     python -m bench.history_scale [--quick]
 """
 
@@ -24,6 +28,7 @@ import io
 import os
 import random
 import secrets
+import sys
 import time
 from decimal import Decimal
 from typing import Any
@@ -33,10 +38,11 @@ from PIL import Image, ImageFilter
 from flux_playground import history as history_module
 from flux_playground import history_files, history_rows
 from flux_playground.history import MAX_THUMBNAIL_BYTES, History, HistoryItem
+from flux_playground.history_search import SearchMode
 from flux_playground.images import to_png_with_metadata, verify_image
 from flux_playground.models import GeneratedImage, GenerationRequest, GenerationResult
 
-from .common import main, round_ms, summary_ms, temp_dir
+from .common import REPO, main, round_ms, summary_ms, temp_dir
 
 __all__ = ["photo_like", "run"]
 
@@ -127,6 +133,27 @@ def _clone_rows(store: History, owner: str, real: list[HistoryItem], count: int,
             history_rows.record_result(sql, key, run_id, created_at, result)
 
 
+def _copy_items(store: History, owner: str, items: list[HistoryItem]) -> None:
+    """The items as they are (ids, prompts, times), their files hard-linked into `store`."""
+    key = history_module._owner_dir(owner)
+    store._paths(key, "x")[0].parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    copies = []
+    for item in items:
+        png, webp = store._paths(key, item.id)
+        os.link(item.image_path, png)
+        os.link(item.thumb_path, webp)
+        copies.append(item.model_copy(update={"image_path": png, "thumb_path": webp}))
+    with store._db.writing() as sql:
+        history_rows.insert_items(sql, store._db.dialect, key, copies)
+        for item in copies:
+            request = GenerationRequest(
+                prompt=item.prompt, width=item.width, height=item.height, seed=item.seed
+            )
+            result = _result_of(item.provider, request)
+            history_rows.record_run(sql, key, item.run_id, item.created_at, result, (item.provider,))
+            history_rows.record_result(sql, key, item.run_id, item.created_at, result)
+
+
 def _result_of(provider: str, request: GenerationRequest) -> GenerationResult:
     return GenerationResult(
         provider=provider, provider_label=provider.title(), request=request, images=[], payload={},
@@ -150,19 +177,50 @@ async def _timed(repeats: int, store: History, query: str, *, runs: bool = False
     return times, found
 
 
-async def _searches(repeats: int, store: History) -> dict[str, dict[str, Any]]:
-    """Every search with the full-text index, then with substring matching, on the same database."""
+async def _searches(
+    repeats: int, store: History, modes: tuple[SearchMode, ...] = ("fts5", "like")
+) -> dict[str, dict[str, Any]]:
+    """Every search in each mode (the full-text index, then substring matching), on the same database."""
     figures: dict[str, dict[str, Any]] = {}
-    for mode in ("fts", "like"):
-        store._search = "fts5" if mode == "fts" else "like"
+    for search in modes:
+        mode = {"fts5": "fts"}.get(search, search)
+        store._search = search
         figures[mode] = {}
         for name, query in SEARCHES.items():
             times, found = await _timed(repeats, store, query)
             figures[mode][name] = {**summary_ms(times), "found": found}
         times, found = await _timed(repeats, store, SEARCHES["two_words"], runs=True)
         figures[mode]["runs_two_words"] = {**summary_ms(times), "found": found}
-    store._search = "fts5"
+    store._search = modes[0]
     return figures
+
+
+async def _on_postgres(
+    repeats: int, real: list[HistoryItem], total: int, others: int, other_rows: int
+) -> dict[str, dict[str, Any]] | None:
+    """The same store on PostgreSQL (the same real items, clones from the same seed), searched the same
+    way; None where PostgreSQL's binaries are not found."""
+    sys.path.insert(0, str(REPO / "tests"))
+    from pgserver import PostgresServer, find_binaries
+
+    bin_dir = find_binaries()
+    if bin_dir is None:
+        return None
+    with PostgresServer.start(bin_dir) as server, temp_dir("bench-history-pg-") as data:
+        store = History(data, database_url=server.new_database())
+        try:
+            rng = random.Random(7)
+            for _ in real:  # the prompts _main drew for the real items: the clones' prompts follow
+                _prompt(rng)
+            _copy_items(store, OWNER, real)
+            _clone_rows(store, OWNER, real, total - len(real), rng)
+            for n in range(others):
+                _clone_rows(store, f"bench:other-{n}", real, other_rows, rng)
+            with store._db.writing() as sql:  # the planner's statistics, as autovacuum keeps them
+                sql.execute("ANALYZE")
+            return (await _searches(repeats, store, ("tsvector",)))["tsvector"]
+        finally:
+            store.close()
 
 
 async def _main(quick: bool) -> dict[str, Any]:
@@ -190,6 +248,13 @@ async def _main(quick: bool) -> dict[str, Any]:
         page, _ = await _timed(repeats, store, "")
         runs_page, runs = await _timed(repeats, store, "", runs=True)
         searches = await _searches(repeats, store)
+        if (on_postgres := await _on_postgres(repeats, real, total, others, other_rows)) is not None:
+            searches["tsvector"] = on_postgres
+            counts = {
+                mode: {name: f["found"] for name, f in figures.items()} for mode, figures in searches.items()
+            }
+            if counts["tsvector"] != counts["fts"]:
+                raise AssertionError(f"PostgreSQL's search found other counts than FTS5's: {counts}")
         first_page = await store.list(OWNER, limit=PAGE)
         thumb_sizes = [item.thumb_path.stat().st_size for item in first_page]
         store.close()
@@ -215,6 +280,11 @@ async def _main(quick: bool) -> dict[str, Any]:
         "search_absent_word": {k: v for k, v in fts["no_match"].items() if k != "found"},
         "search_p95_ms": max(figures["p95_ms"] for figures in fts.values()),
         "like_search_p95_ms": max(figures["p95_ms"] for figures in like.values()),
+        **(
+            {"tsvector_search_p95_ms": max(f["p95_ms"] for f in searches["tsvector"].values())}
+            if "tsvector" in searches
+            else {}
+        ),
         "thumb_max_kb": round(max(thumb_sizes) / 1024, 1),
         "thumb_mean_kb": round(sum(thumb_sizes) / len(thumb_sizes) / 1024, 1),
         "thumb_noise_kb": round(len(worst) / 1024, 1),
