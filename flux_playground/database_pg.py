@@ -28,6 +28,7 @@ from .errors import PlaygroundError
 
 __all__ = [
     "DatabaseUnavailable",
+    "PgStatements",
     "PostgresDatabase",
     "advisory_key",
     "configure",
@@ -72,10 +73,7 @@ def migrate(conn: psycopg.Connection[Any], component: str, steps: Sequence[Seque
         # Two replicas starting together: the second waits here, then finds the tables made.
         conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (advisory_key("migrate"),))
 
-        def execute(sql: str, args: tuple[object, ...] = ()) -> psycopg.Cursor[Any]:
-            return conn.execute(sql.replace("?", "%s"), args)
-
-        apply_steps(execute, component, steps)
+        apply_steps(PgStatements(conn).execute, component, steps)
 
 
 def open_pool(url: str, *, name: str, max_size: int) -> ConnectionPool:
@@ -103,7 +101,7 @@ def _rewrite(sql: str, named: bool) -> str:
     return _NAMED.sub(r"%(\1)s", sql) if named else sql.replace("?", "%s")
 
 
-class _Statements:
+class PgStatements:
     """sqlite3.Connection's execute/executemany over one psycopg connection."""
 
     def __init__(self, conn: psycopg.Connection[Any]) -> None:
@@ -159,17 +157,17 @@ class PostgresDatabase:
     @contextmanager
     def writing(self) -> Iterator[Statements]:
         with self.connection() as conn, conn.transaction():
-            yield _Statements(conn)
+            yield PgStatements(conn)
 
     @contextmanager
     def reading(self) -> Iterator[Statements]:
         with self.connection() as conn, conn.transaction():
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            yield _Statements(conn)
+            yield PgStatements(conn)
 
     def fetch(self, sql: str, parameters: Params = ()) -> list[tuple[Any, ...]]:
         with self.connection() as conn:
-            return [tuple(row) for row in _Statements(conn).execute(sql, parameters).fetchall()]
+            return [tuple(row) for row in PgStatements(conn).execute(sql, parameters).fetchall()]
 
     def close(self) -> None:
         with self._lock:

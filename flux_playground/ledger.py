@@ -97,15 +97,14 @@ class _Rows(Protocol):
 
 
 class LedgerWrite:
-    """The statements of one write transaction. SQL is written with `?`; `param` is the back end's."""
-
-    param = "?"
+    """The statements of one write transaction, over a connection whose `execute` takes `?`
+    placeholders (sqlite3's; database_pg.PgStatements on PostgreSQL)."""
 
     def __init__(self, conn: Any) -> None:
         self._conn = conn
 
     def _execute(self, sql: str, args: Sequence[object] = ()) -> _Rows:
-        rows: _Rows = self._conn.execute(sql.replace("?", self.param), tuple(args))
+        rows: _Rows = self._conn.execute(sql, tuple(args))
         return rows
 
     def lock(self, *, everyone: bool, who: str | None) -> None:

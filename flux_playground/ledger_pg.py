@@ -25,7 +25,7 @@ from typing import Any
 import psycopg
 from pydantic import SecretStr
 
-from .database_pg import DatabaseUnavailable, PostgresDatabase, advisory_key
+from .database_pg import DatabaseUnavailable, PgStatements, PostgresDatabase, advisory_key
 from .ledger import LEDGER_STEPS, LedgerUnavailable, LedgerWrite, _settle_sql, _spent
 
 __all__ = ["PostgresLedger"]
@@ -38,8 +38,6 @@ _PRUNE_EVERY_S = 60.0
 
 
 class _PostgresWrite(LedgerWrite):
-    param = "%s"
-
     def lock(self, *, everyone: bool, who: str | None) -> None:
         # The person first, then the global budget: one order everywhere (limits.py takes the
         # global lock last, after the person's), so no two transactions wait on each other.
@@ -77,16 +75,16 @@ class PostgresLedger:
     @contextmanager
     def writing(self) -> Iterator[LedgerWrite]:
         with self._connection() as conn, conn.transaction():
-            yield _PostgresWrite(conn)
+            yield _PostgresWrite(PgStatements(conn))
 
     def spent(self, day: str, who: str | None = None) -> int:
         with self._connection() as conn:
-            return _spent(_PostgresWrite(conn)._execute, day, who)
+            return _spent(PgStatements(conn).execute, day, who)
 
     def settle(self, reservation: str, micro_usd: int | None) -> None:
         sql, args = _settle_sql(micro_usd, reservation)
         with self._connection() as conn:
-            conn.execute(sql.replace("?", "%s"), args)
+            PgStatements(conn).execute(sql, args)
 
     def claim_run(self, fingerprint: str, now: float, lease_s: float) -> str | None:
         token = secrets.token_hex(8)
