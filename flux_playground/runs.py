@@ -23,7 +23,7 @@ import logging
 import math
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
@@ -263,7 +263,7 @@ async def run(
     hf_token: SecretStr | None = None,
     via: Via | None = None,
     tick: float | None = 0.5,
-) -> AsyncIterator[RunSnapshot]:
+) -> AsyncGenerator[RunSnapshot, None]:
     """Run `request` at every provider concurrently; yield snapshots until all have answered.
 
     `hf_token` is the person's Hugging Face token; `via` says where it is used: "hf" sends every

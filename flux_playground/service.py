@@ -20,7 +20,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Collection, Iterable, Mapping, Sequence
 from decimal import Decimal
 from types import TracebackType
 from typing import Self
@@ -155,7 +155,7 @@ class Playground:
         hf_token: SecretStr | None = None,
         via: Via | None = None,
         tick: float | None = 0.5,
-    ) -> AsyncIterator[RunSnapshot]:
+    ) -> AsyncGenerator[RunSnapshot, None]:
         """The one path: see runs.py."""
         return runs.run(
             self, request, providers, person=person, api_keys=api_keys, hf_token=hf_token, via=via, tick=tick

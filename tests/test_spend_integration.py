@@ -8,6 +8,7 @@ any provider is called, charges the right people the right amounts, and says why
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -196,6 +197,14 @@ async def test_a_cancelled_run_keeps_its_estimate(rig_factory: Any) -> None:
     await asyncio.sleep(0.3)
     await updates.aclose()
     assert rig.guard.spent_today() == Decimal("0.003")
+    # Stop: the run ends itself (ui/stops.py), its estimate counted all the same.
+    again = dataclasses.replace(form, prompt="a slow fox, stopped [latency:2]")
+    updates = rig.handlers.generation.generate(again, None, visitor("10.0.0.1"))
+    await anext(updates)
+    await asyncio.sleep(0.3)
+    assert rig.handlers.generation.stop(visitor("10.0.0.1")) is None
+    rest = [chunk async for chunk in updates]
+    assert len(rest) == 1 and rig.guard.spent_today() == Decimal("0.006")
 
 
 # --- rate, size, duplicates ------------------------------------------------------------------------

@@ -20,6 +20,17 @@ building the page. Each item names why; `EXPECTED` fingerprints every internal i
    X-Forwarded-For sent over loopback, letting a caller choose who it is; the gate decides instead.
 4. **Reading the page** (`events`, `has_pending_session`, `unname_private_events`, `forget_session`,
    `gallery_payload`): what the gate and the API need to know of Gradio's events, queue and sessions.
+5. **Streamed updates that stay put** (`Stream`). After the first chunk of a generator's event,
+   Gradio sends each output as a diff against its previous chunk (`Blocks.handle_streaming_diffs`,
+   `utils.diff`), and the page's client applies the diff *in place* to the object it handed the page
+   for that earlier chunk, while the page may not have read that chunk yet (its reader awaits between
+   outputs, and each message is handled in a `setTimeout`). An update such as "show the Again button"
+   followed by a chunk that leaves the button alone (`gr.skip()`, a diff deleting `visible`) could
+   therefore be erased before the page applied it: the failed card without its button, seen in a
+   browser test under load. A `Stream` repeats every update of the event, unchanged, in each later
+   chunk until it is replaced, so no diff deletes what an unread chunk says. Plain values (a seed, an
+   HTML string) are replaced whole by the client, never edited in place, and are not repeated (that
+   would undo what a person types in the seed box during a run).
 """
 
 from __future__ import annotations
@@ -27,7 +38,7 @@ from __future__ import annotations
 import datetime
 import logging
 import types
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from copy import copy
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +59,7 @@ __all__ = [
     "SESSION_CAPACITY",
     "EventInfo",
     "LeanSessionState",
+    "Stream",
     "drop_idle_sessions",
     "events",
     "forget_session",
@@ -75,6 +87,10 @@ EXPECTED = Expectation(
         "gradio.block_function:BlockFunction.__init__": "62022979700845b0",
         "gradio.queueing:Queue.__init__": "8f39a4352e7ca36a",
         "gradio.components.gallery:GalleryImage": "24b698467dad1052",
+        # Stream: the diffs of a generator's chunks (the client applies them in place; see item 5).
+        "gradio.blocks:Blocks.handle_streaming_diffs": "6023f1a42fe834a4",
+        "gradio.utils:diff": "06eace6b99ed23a3",
+        "gradio.blocks:postprocess_update_dict": "8c520acb2fce46b3",
     },
 )
 
@@ -257,6 +273,29 @@ def gallery_payload(items: Iterable[tuple[str, str | None]]) -> list[dict[str, A
         ).model_dump()
         for path, caption in items
     ]
+
+
+class Stream:
+    """The chunks of one generator event, each whole enough to be read late (item 5).
+
+    `chunk(values)` lines up one yield's values (by output name) like `ordered`, adding every update
+    (a `gr.update` dict) given earlier in the event that this yield does not replace. Each chunk gets
+    its own copy of an update: Gradio's postprocessing takes `value` out of the dict it is handed
+    (`postprocess_update_dict`), so a dict sent twice would arrive the second time without its value.
+    """
+
+    def __init__(self, names: Sequence[str]) -> None:
+        self.names = names
+        self._updates: dict[str, dict[str, Any]] = {}
+
+    def chunk(self, values: Mapping[str, Any]) -> tuple[Any, ...]:
+        for name, value in values.items():
+            if isinstance(value, dict):
+                self._updates[name] = dict(value)
+            else:
+                self._updates.pop(name, None)
+        given = {**values, **{name: dict(update) for name, update in self._updates.items()}}
+        return tuple(given[name] if name in given else gr.skip() for name in self.names)
 
 
 def launch_kwargs() -> Mapping[str, Any]:

@@ -3,6 +3,7 @@
 # No `from __future__ import annotations`: Gradio evaluates handler annotations (see controls.py).
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -10,13 +11,13 @@ from typing import Any
 import gradio as gr
 from pydantic import ValidationError
 
+from ..compat.gradio import Stream
 from ..errors import PlaygroundError
 from ..history import History
 from ..models import GenerationRequest, GenerationResult
-from ..providers import PROVIDERS
 from ..quotes import approximate
 from ..route_models import AUTO, is_auto
-from ..runs import check_providers, slot_name
+from ..runs import RunSnapshot, check_providers, slot_name
 from ..service import Playground
 from . import render
 from .form import Form
@@ -24,7 +25,7 @@ from .history_view import HISTORY_OUTPUTS, HistoryView, card_outputs, result_car
 from .identity import Identity, hf_token, resolve_identity, spend_person
 from .refusals import failed, refuse
 from .scratch import Scratch
-from .updates import ordered
+from .stops import Stops, until_stopped
 
 __all__ = ["Generation", "generate_outputs"]
 
@@ -44,6 +45,7 @@ class Generation:
     def __init__(self, playground: Playground, history: History, view: HistoryView, scratch: Scratch) -> None:
         self.playground, self.history, self.view, self.scratch = playground, history, view, scratch
         self.outputs = generate_outputs()
+        self.stops = Stops()
 
     @property
     def _demo(self) -> bool:
@@ -108,62 +110,75 @@ class Generation:
         for the cards' "Again" buttons."""
         identity = resolve_identity(profile, form.browser_id)
         run_id = History.new_run_id()  # one run, however many providers: it reopens as one
-        try:
-            first = True
-            async for snap in self.playground.run(
-                wanted,
-                names,
-                api_keys=form.api_keys([n for n in names if not is_auto(n)]),
-                hf_token=hf_token(token),
-                person=spend_person(profile, request),
-            ):
-                values: dict[str, Any] = {}
-                if first:
-                    first = False
-                    values.update(self._start_values(names, reset, snap.request.seed, identity))
-                    remember = remember or (snap.request, names)
-                saved_any = False
-                for name in snap.arrived:
-                    slot = snap.slots[name]
-                    values[f"again:{name}"] = gr.update(visible=True)
-                    if slot.result is None:
-                        values[f"gallery:{name}"] = gr.update(value=None, visible=False)
-                        continue
-                    # The run's providers as named; the automatic slot's as the one it chose.
-                    named = [n for n in names if not is_auto(n)]
-                    made_by = [*named, slot.result.provider] if name == AUTO else named
-                    paths, note = await self._save(identity.owner, slot.result, run_id, made_by)
-                    saved_any = saved_any or not note
-                    values[f"status:{name}"] = render.slot_html(slot, snap.now, snap.request)
-                    values[f"caption:{name}"] = render.caption_html(
-                        slot.result,
-                        note,
-                        approximate=self._approximate(slot.result.provider),
-                        demo=self._demo,
-                    ) + (render.route_html(slot.route) if slot.route is not None else "")
-                    values[f"gallery:{name}"] = gr.update(
-                        value=[(path, None) for path in paths],
-                        visible=True,
-                        columns=1 if len(paths) == 1 else 2,
-                    )
-                for name, slot in snap.slots.items():
-                    if not slot.finished or (name in snap.arrived and slot.result is None):
-                        values[f"status:{name}"] = render.slot_html(slot, snap.now, snap.request)
-                if saved_any:
-                    values.update(await self.view.values(identity, form, shown=self.view.page_size))
-                pending = [name for name, slot in snap.slots.items() if not slot.finished]
-                assert remember is not None
-                values["run"] = _run_state(pending, *remember)
-                if snap.finished:
-                    values["stop"] = gr.update(visible=False)
-                yield ordered(self.outputs, values)
-        except (gr.Error, asyncio.CancelledError):
-            raise
-        except PlaygroundError as exc:  # refused before any call: a limit, a cap, a size
-            raise refuse(exc.message, title="Not started") from None
-        except Exception:
-            log.exception("The page's generation failed")
-            raise failed() from None
+        stream = Stream(self.outputs)  # each chunk whole enough to be read late (compat/gradio.py)
+        with self.stops.watch(request.session_hash if request is not None else None) as stop:
+            try:
+                last: RunSnapshot | None = None
+                snapshots = self.playground.run(
+                    wanted,
+                    names,
+                    api_keys=form.api_keys([n for n in names if not is_auto(n)]),
+                    hf_token=hf_token(token),
+                    person=spend_person(profile, request),
+                )
+                # Closed here, not left to the garbage collector: a closed tab ends the calls now.
+                async with contextlib.aclosing(until_stopped(snapshots, stop)) as snaps:
+                    async for snap in snaps:
+                        values: dict[str, Any] = {}
+                        if last is None:
+                            values.update(self._start_values(names, reset, snap.request.seed, identity))
+                            values["run"] = _run_state(*(remember or (snap.request, names)))
+                        last = snap
+                        values.update(await self._arrivals(snap, names, run_id, identity, form))
+                        if snap.finished:
+                            values["stop"] = gr.update(visible=False)
+                        yield stream.chunk(values)
+                if last is not None and not last.finished:  # Stop: the run's own last word
+                    yield stream.chunk(_stopped(last))
+            except (gr.Error, asyncio.CancelledError):
+                raise
+            except PlaygroundError as exc:  # refused before any call: a limit, a cap, a size
+                raise refuse(exc.message, title="Not started") from None
+            except Exception:
+                log.exception("The page's generation failed")
+                raise failed() from None
+
+    async def _arrivals(
+        self, snap: RunSnapshot, names: list[str], run_id: str, identity: Identity, form: Form
+    ) -> dict[str, Any]:
+        """The cards of the providers that answered in `snap`, each result saved to history first;
+        the waiting cards' progress; the history's first page when anything was saved."""
+        values: dict[str, Any] = {}
+        saved_any = False
+        for name in snap.arrived:
+            slot = snap.slots[name]
+            values[f"again:{name}"] = gr.update(visible=True)
+            if slot.result is None:
+                values[f"gallery:{name}"] = gr.update(value=None, visible=False)
+                continue
+            # The run's providers as named; the automatic slot's as the one it chose.
+            named = [n for n in names if not is_auto(n)]
+            made_by = [*named, slot.result.provider] if name == AUTO else named
+            paths, note = await self._save(identity.owner, slot.result, run_id, made_by)
+            saved_any = saved_any or not note
+            values[f"status:{name}"] = render.slot_html(slot, snap.now, snap.request)
+            values[f"caption:{name}"] = render.caption_html(
+                slot.result,
+                note,
+                approximate=self._approximate(slot.result.provider),
+                demo=self._demo,
+            ) + (render.route_html(slot.route) if slot.route is not None else "")
+            values[f"gallery:{name}"] = gr.update(
+                value=[(path, None) for path in paths],
+                visible=True,
+                columns=1 if len(paths) == 1 else 2,
+            )
+        for name, slot in snap.slots.items():
+            if not slot.finished or (name in snap.arrived and slot.result is None):
+                values[f"status:{name}"] = render.slot_html(slot, snap.now, snap.request)
+        if saved_any:
+            values.update(await self.view.values(identity, form, shown=self.view.page_size))
+        return values
 
     def _start_values(
         self, names: list[str], reset: list[str], seed: int | None, identity: Identity
@@ -196,25 +211,25 @@ class Generation:
             paths = await asyncio.to_thread(self.scratch.write, result)
             return [str(path) for path in paths], "Not saved to your history: the server could not store it."
 
-    def stop(self, form: Form) -> tuple[Any, ...]:
-        """Runs alongside the cancellation: mark the providers still being waited for as stopped."""
-        run = form.state.get("run")
-        pending = run.get("pending", []) if isinstance(run, dict) else []
-        values: dict[str, Any] = {"stop": gr.update(visible=False)}
-        if isinstance(run, dict):  # what "Again" runs stays
-            values["run"] = {**run, "pending": []}
-        for name in pending:
-            if name in PROVIDERS:
-                values[f"status:{name}"] = render.stopped_html(PROVIDERS[name].label)
-            elif name == AUTO:
-                values[f"status:{name}"] = render.stopped_html("Auto")
-        return ordered(self.outputs, values)
+    def stop(self, request: gr.Request) -> None:
+        """The Stop button: this page's runs end at once, each marking what it still waited for as
+        stopped in its own last chunk (stops.py says why the run, not this answer, draws that)."""
+        self.stops.stop(request.session_hash)
 
 
-def _run_state(pending: list[str], request: GenerationRequest, names: list[str]) -> dict[str, Any]:
-    """What the page keeps of the last run: who is still awaited (Stop), and the request as sent, its
-    seed resolved, with the providers it went to ("Again"). A few hundred bytes: the prompt is bounded."""
-    return {"pending": pending, "request": request.model_dump(mode="json"), "names": names}
+def _stopped(snap: RunSnapshot) -> dict[str, Any]:
+    """The last chunk of a stopped run: its waiting cards marked stopped, Stop hidden."""
+    values: dict[str, Any] = {"stop": gr.update(visible=False)}
+    for name, slot in snap.slots.items():
+        if not slot.finished:
+            values[f"status:{name}"] = render.stopped_html("Auto" if name == AUTO else slot.label)
+    return values
+
+
+def _run_state(request: GenerationRequest, names: list[str]) -> dict[str, Any]:
+    """What the page keeps of the last run for its cards' "Again" buttons: the request as sent, its
+    seed resolved, with the providers it went to. A few hundred bytes: the prompt is bounded."""
+    return {"request": request.model_dump(mode="json"), "names": names}
 
 
 def _last_run(form: Form) -> tuple[GenerationRequest, list[str]] | None:

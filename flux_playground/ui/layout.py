@@ -116,7 +116,7 @@ def build_blocks(settings: Settings, handlers: Handlers, *, oauth: bool) -> gr.B
 
     with gr.Blocks(title="FLUX.1 [schnell] playground", delete_cache=(1800, 6 * 3600)) as demo:
         ui["browser_id"] = gr.BrowserState(None, storage_key=BROWSER_STORAGE_KEY, secret=BROWSER_SECRET)
-        ui["run"] = gr.State({"pending": []})
+        ui["run"] = gr.State({})
         ui["history_ids"] = gr.State([])
         ui["selected"] = gr.State(None)
         ui["deleted"] = gr.State(None)  # the id the Undo button can bring back
@@ -180,20 +180,16 @@ def build_blocks(settings: Settings, handlers: Handlers, *, oauth: bool) -> gr.B
             **private,
         )  # fmt: skip
         run.then(*refresh, **cheap)  # the Generate button back, with its price, however the run ended
-        runs = [run]
         for card in result_cards():  # each card's provider once more, with the last run's seed
-            again = ui[f"again:{card}"].click(
+            ui[f"again:{card}"].click(
                 *form(generation.again_for(card), "run", *filters, *keys),
                 c(*generation.outputs),
                 concurrency_limit=None,
                 show_progress="hidden",
                 **private,
-            )
-            again.then(*refresh, **cheap)
-            runs.append(again)
-        ui["stop"].click(*form(generation.stop, "run"), c(*generation.outputs), cancels=runs, **cheap).then(
-            *refresh, **cheap
-        )
+            ).then(*refresh, **cheap)
+        # No `cancels=`: the runs end themselves on Stop and draw the stopped cards (ui/stops.py).
+        ui["stop"].click(generation.stop, None, None, **cheap)
 
         queued = {"show_progress": "hidden", "concurrency_limit": None, **private}
         demo.load(*form(history.load, *filters), c("browser_id", *HISTORY_OUTPUTS), **queued)

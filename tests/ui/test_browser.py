@@ -111,6 +111,9 @@ def open_advanced(page: Page) -> None:
 def generate(page: Page, prompt: str, providers: list[str]) -> None:
     page.fill("#prompt textarea", prompt)
     choose(page, providers)
+    # Unticking the last chosen provider disables Generate until the price for the new choice is
+    # back; Ctrl+Enter on a disabled button does nothing, as a click would not.
+    expect(page.locator("#generate")).to_be_enabled()
     page.press("#prompt textarea", "Control+Enter")  # the keyboard path is the one people use
     for name in providers:
         expect(page.locator(f"#result-{name} .fp-slot.done, #result-{name} .fp-slot.failed")).to_be_visible()
