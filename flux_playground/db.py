@@ -1,4 +1,4 @@
-"""One SQLite file for everything the app keeps (history now, a spend ledger later), opened one way.
+"""One SQLite file for everything the app keeps (history, statistics, the spend ledger), opened one way.
 
 WAL lets readers run while one writer commits, and the busy timeout makes a second writer (another
 thread's connection, another worker process) wait instead of failing with "database is locked".

@@ -21,15 +21,13 @@ either, written in each one's dialect, recorded in a `schema_versions` table in 
 from __future__ import annotations
 
 import secrets
-import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
-from .database import Step
-from .db import migrate, open_db, transaction
+from .database import SqliteDatabase, Step
 from .errors import ConfigurationError, LimitExceeded
 from .settings import Settings
 
@@ -180,7 +178,7 @@ def _settle_sql(micro_usd: int | None, reservation: str) -> tuple[str, tuple[obj
 class SqliteLedger:
     """The ledger in the data directory's SQLite file (the same file as history), as before.
 
-    One connection behind a `threading.Lock`; the file is created on first use only, so a CLI run
+    A `SqliteDatabase` of its own (one connection, one lock), opened on first use only, so a CLI run
     without caps leaves nothing behind.
     """
 
@@ -188,28 +186,30 @@ class SqliteLedger:
 
     def __init__(self, path: Path) -> None:
         self._path = path
-        self._lock = threading.Lock()
-        self._db: sqlite3.Connection | None = None
+        self._opening = threading.Lock()
+        self._db: SqliteDatabase | None = None
 
     @property
-    def _conn(self) -> sqlite3.Connection:
-        if self._db is None:
-            self._db = open_db(self._path)
-            migrate(self._db, "spend", [step.sqlite for step in LEDGER_STEPS])
-        return self._db
+    def _database(self) -> SqliteDatabase:
+        with self._opening:
+            if self._db is None:
+                db = SqliteDatabase(self._path)
+                db.migrate("spend", LEDGER_STEPS)
+                self._db = db
+            return self._db
 
     @contextmanager
     def writing(self) -> Iterator[LedgerWrite]:
-        with self._lock, transaction(self._conn) as conn:
-            yield LedgerWrite(conn)  # BEGIN IMMEDIATE already excludes every other writer
+        with self._database.writing() as sql:
+            yield LedgerWrite(sql)  # BEGIN IMMEDIATE already excludes every other writer
 
     def spent(self, day: str, who: str | None = None) -> int:
-        with self._lock:
-            return _spent(self._conn.execute, day, who)
+        with self._database.reading() as sql:
+            return _spent(sql.execute, day, who)
 
     def settle(self, reservation: str, micro_usd: int | None) -> None:
-        with self._lock:
-            self._conn.execute(*_settle_sql(micro_usd, reservation))
+        with self._database.writing() as sql:
+            sql.execute(*_settle_sql(micro_usd, reservation))
 
     def claim_run(self, fingerprint: str, now: float, lease_s: float) -> str | None:
         return ""  # one process per file: the guard's in-memory set is the whole duplicate guard
@@ -218,7 +218,7 @@ class SqliteLedger:
         pass
 
     def close(self) -> None:
-        with self._lock:
+        with self._opening:
             if self._db is not None:
                 self._db.close()
                 self._db = None

@@ -207,7 +207,7 @@ def test_wal_busy_timeout_and_many_concurrent_writers(tmp_path: Path) -> None:
     guard = Guard(Settings(_env_file=None, data_dir=tmp_path, daily_budget_usd=Decimal("100")))
     errors: list[BaseException] = []
     try:
-        for conn in (first._db._conn, second._db._conn, guard._ledger._conn):  # SQLite ledger
+        for conn in (first._db._conn, second._db._conn, guard._ledger._database._conn):  # SQLite ledger
             assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
             assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == BUSY_TIMEOUT_MS
 

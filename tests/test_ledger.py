@@ -138,7 +138,7 @@ def test_both_back_ends_share_one_schema_history(tmp_path: Path, postgres_url: s
     try:
         assert sqlite.spent("2025-11-21") == postgres.spent("2025-11-21") == 0
         version = "SELECT version FROM schema_versions WHERE component = 'spend'"
-        assert sqlite._conn.execute(version).fetchone() == (len(LEDGER_STEPS),)
+        assert sqlite._database.fetch(version) == [(len(LEDGER_STEPS),)]
         with psycopg.connect(postgres_url) as conn:
             assert conn.execute(version).fetchone() == (len(LEDGER_STEPS),)
             tables = conn.execute(
