@@ -157,6 +157,22 @@ def _bind_to_postgres(request: pytest.FixtureRequest, patch: pytest.MonkeyPatch,
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    _postgres_twins_are_slow(items)
+    _browser_tests_need_chromium(items)
+
+
+def _postgres_twins_are_slow(items: list[pytest.Item]) -> None:
+    """A test that needs the suite's PostgreSQL server (directly, or as the "postgres" case of a test
+    run on both back ends) is in the full suite, not the fast tier: starting the server and a
+    database per test doubled the inner loop. Its SQLite twin stays fast."""
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        fixtures = getattr(item, "fixturenames", ())
+        if "postgres_server" in fixtures or "postgres" in params.values():
+            item.add_marker(pytest.mark.slow)
+
+
+def _browser_tests_need_chromium(items: list[pytest.Item]) -> None:
     """Browser tests skip without Chromium on a laptop, but CI sets REQUIRE_BROWSER=1 so they must run."""
     chromium = os.environ.get("CHROMIUM", "/usr/bin/chromium")
     if shutil.which(chromium) or os.path.exists(chromium):

@@ -144,6 +144,7 @@ def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
     return capsys.readouterr().out
 
 
+@pytest.mark.slow  # a process of its own, or real seconds of waiting
 def test_the_cli_lists_prices_and_generates_with_it(
     acme: None, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:

@@ -74,6 +74,7 @@ def only_calls_went_to_its_origin(server: EmulatorServer, count: int) -> None:
     assert {r["headers"]["authorization"] for r in seen} == {"Bearer [redacted]"}
 
 
+@pytest.mark.slow  # a process of its own, or real seconds of waiting
 def test_the_cli_reads_it_at_start_and_generates_with_it(server: EmulatorServer, tmp_path: Path) -> None:
     env = {VARIABLE: json.dumps([entry(server)]), "SELFHOSTED_API_KEY": KEY}
     args = (

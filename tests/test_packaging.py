@@ -114,6 +114,7 @@ def test_the_health_check_asks_where_the_page_listens(
     assert healthcheck.default_url() == url
 
 
+@pytest.mark.slow  # a process of its own, or real seconds of waiting
 def test_the_health_check_passes_on_the_real_page(
     emulator: EmulatorServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

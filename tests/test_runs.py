@@ -61,6 +61,7 @@ async def test_unexpected_errors_are_generic_and_isolated(
     assert "secret body" not in slots["atlascloud"].error
 
 
+@pytest.mark.slow  # a process of its own, or real seconds of waiting
 async def test_progress_ticks_while_waiting(settings: Settings) -> None:
     fake = FakePlayground(settings, {"segmind": 1.3})
     request = GenerationRequest(prompt="x")

@@ -217,6 +217,7 @@ async def test_a_provider_echoing_the_key_never_gets_it_into_our_message(status:
                 assert "invalid credentials" in info.value.message  # the provider's words are kept
 
 
+@pytest.mark.slow  # a process of its own, or real seconds of waiting
 def test_cli_never_prints_a_key(server: EmulatorServer, tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     for name in PROVIDERS:
@@ -236,6 +237,7 @@ def test_cli_never_prints_a_key(server: EmulatorServer, tmp_path: Path) -> None:
     assert leaks("".join(outputs)) == []
 
 
+@pytest.mark.slow  # a process of its own, or real seconds of waiting
 def test_cli_runs_through_hugging_face_and_never_prints_the_token(
     server: EmulatorServer, tmp_path: Path
 ) -> None:

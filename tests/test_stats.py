@@ -271,6 +271,7 @@ def seen_expectations(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[float | 
     yield seen
 
 
+@pytest.mark.slow  # a process of its own, or real seconds of waiting
 async def test_a_fresh_process_polls_with_the_recorded_job_time(
     server: EmulatorServer, tmp_path: Path, seen_expectations: list[float | None]
 ) -> None:

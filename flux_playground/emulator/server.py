@@ -62,7 +62,7 @@ def make_config(app: Any) -> uvicorn.Config:
         backlog=2048,
         limit_concurrency=None,
         timeout_keep_alive=30,  # longer than client pools keep idle connections
-        timeout_graceful_shutdown=2,  # hung requests must not block stop()
+        timeout_graceful_shutdown=1,  # a request still in its latency sleep must not hold up stop()
     )
 
 

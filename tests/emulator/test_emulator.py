@@ -734,6 +734,7 @@ async def test_many_concurrent_requests(emu: EmulatorServer) -> None:
     assert [r.status_code for r in responses] == [200] * 200
 
 
+@pytest.mark.slow  # a process of its own, or real seconds of waiting
 def test_cli_prints_exports() -> None:
     command = [sys.executable, "-m", "flux_playground.emulator", "--port", "0", "--latency", "0"]
     repo_root = Path(__file__).resolve().parents[2]  # so that -m finds flux_playground

@@ -68,6 +68,7 @@ def test_prefer_wait_answers_the_finished_prediction(client: httpx.Client, emu: 
     assert size_of(client, body["output"][0]) == (672, 384)  # 1344 × 768 halved (#sizes)
 
 
+@pytest.mark.slow  # a process of its own, or real seconds of waiting
 def test_prefer_wait_n_gives_up_with_the_prediction_processing(
     client: httpx.Client, emu: EmulatorServer
 ) -> None:
@@ -176,6 +177,7 @@ def test_all_images_flagged_fails_the_prediction(
     assert (body["status"], body["output"], body["error"]) == ("failed", None, emulated.NSFW_ERROR)
 
 
+@pytest.mark.slow  # a process of its own, or real seconds of waiting
 def test_failed_and_never_completing_jobs(client: httpx.Client, emu: EmulatorServer) -> None:
     failed = waited(client, emu, prompt="a red fox [fault:failed_job]")
     assert (failed["status"], failed["error"]) == ("failed", emulated.FAILED_ERROR)

@@ -485,6 +485,7 @@ class TestAgainstTheEmulator:
         assert [(image.width, image.height) for image in result.images] == [(512, 512)]
         assert emulator.stats()["requests"]["replicate"].get("download", 0) == 0
 
+    @pytest.mark.slow  # a process of its own, or real seconds of waiting
     async def test_a_job_longer_than_the_wait_is_polled(self, emulator: Any) -> None:
         result = await self.generate(emulator, "a fox [latency:2.5]", width=1024, height=576)
         assert [(image.width, image.height) for image in result.images] == [(1344, 768)]
